@@ -1,0 +1,126 @@
+// The one ActualLRP state machine. Every change to an ActualLRP is a transition here; each
+// returns a new record with the modification tag bumped, or throws the BBS-shaped refusal.
+
+import { randomUUID } from 'node:crypto';
+import { DroverError, fail } from './errors.js';
+import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo } from './lrp.js';
+import { DEFAULT_RESTART_POLICY, shouldRestartImmediately, type RestartPolicy } from './restart-policy.js';
+
+export const EMPTY_INSTANCE_KEY: ActualLrpInstanceKey = { instanceGuid: '', cellId: '' };
+export const EMPTY_NET_INFO: ActualLrpNetInfo = { address: '', ports: [], instanceAddress: '', preferredAddress: 'UNKNOWN' };
+
+export function newActualLrp(key: ActualLrpKey, now: number): ActualLrp {
+  return {
+    actualLrpKey: key,
+    actualLrpInstanceKey: EMPTY_INSTANCE_KEY,
+    actualLrpNetInfo: EMPTY_NET_INFO,
+    crashCount: 0,
+    crashReason: '',
+    state: 'UNCLAIMED',
+    placementError: '',
+    since: now,
+    modificationTag: { epoch: randomUUID(), index: 0 },
+    presence: 'ORDINARY',
+    stopRequested: false,
+  };
+}
+
+function next(a: ActualLrp, change: Partial<ActualLrp>, now: number): ActualLrp {
+  const stateChanged = change.state !== undefined && change.state !== a.state;
+  return {
+    ...a,
+    ...change,
+    since: stateChanged ? now : a.since,
+    modificationTag: { epoch: a.modificationTag.epoch, index: a.modificationTag.index + 1 },
+  };
+}
+
+function sameInstance(a: ActualLrp, k: ActualLrpInstanceKey): boolean {
+  return a.actualLrpInstanceKey.instanceGuid === k.instanceGuid && a.actualLrpInstanceKey.cellId === k.cellId;
+}
+
+function describe(a: ActualLrp): string {
+  return `${a.actualLrpKey.processGuid}/${a.actualLrpKey.index} (${a.state})`;
+}
+
+function requireInstanceKey(k: ActualLrpInstanceKey): void {
+  if (!k.instanceGuid || !k.cellId) fail('invalid_request', 'actual_lrp_instance_key: instance_guid and cell_id are required');
+}
+
+export function claim(a: ActualLrp, k: ActualLrpInstanceKey, now: number): ActualLrp {
+  requireInstanceKey(k);
+  if (a.stopRequested) fail('cannot_claim', `${describe(a)} is being stopped`);
+  if (a.state === 'UNCLAIMED') return next(a, { state: 'CLAIMED', actualLrpInstanceKey: k, placementError: '' }, now);
+  if (a.state === 'CLAIMED' && sameInstance(a, k)) return a; // idempotent repeat
+  if (a.state === 'CRASHED') fail('invalid_transition', `cannot claim ${describe(a)}`);
+  fail('cannot_claim', `${describe(a)} is claimed by cell ${a.actualLrpInstanceKey.cellId}`);
+}
+
+export function start(a: ActualLrp, k: ActualLrpInstanceKey, netInfo: ActualLrpNetInfo, now: number): ActualLrp {
+  requireInstanceKey(k);
+  if (a.state === 'UNCLAIMED' || (a.state === 'CLAIMED' && sameInstance(a, k))) {
+    return next(a, { state: 'RUNNING', actualLrpInstanceKey: k, actualLrpNetInfo: netInfo, placementError: '' }, now);
+  }
+  if (a.state === 'RUNNING' && sameInstance(a, k)) return next(a, { actualLrpNetInfo: netInfo }, now);
+  if (a.state === 'CRASHED') fail('invalid_transition', `cannot start ${describe(a)}`);
+  fail('running_on_different_cell', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
+}
+
+/** A crash restarts at once (back to UNCLAIMED) while the policy allows it, else waits as CRASHED. */
+export function crash(a: ActualLrp, k: ActualLrpInstanceKey, reason: string, now: number, policy: RestartPolicy = DEFAULT_RESTART_POLICY): ActualLrp {
+  requireInstanceKey(k);
+  if (a.state !== 'CLAIMED' && a.state !== 'RUNNING') fail('cannot_crash', `cannot crash ${describe(a)}`);
+  if (!sameInstance(a, k)) fail('cannot_crash', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
+  const crashCount = a.crashCount + 1;
+  const common = { crashCount, crashReason: reason, actualLrpNetInfo: EMPTY_NET_INFO };
+  if (shouldRestartImmediately(crashCount, policy) && !a.stopRequested) {
+    return next(a, { ...common, state: 'UNCLAIMED', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
+  }
+  return next(a, { ...common, state: 'CRASHED', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
+}
+
+/** Placement could not be made: the instance stays UNCLAIMED with the reason. */
+export function failPlacement(a: ActualLrp, reason: string, now: number): ActualLrp {
+  if (a.state !== 'UNCLAIMED') fail('cannot_fail', `cannot fail ${describe(a)}: only UNCLAIMED instances fail placement`);
+  return next(a, { placementError: reason }, now);
+}
+
+/** Back to UNCLAIMED: a crashed instance whose back-off passed, a stuck claim, a lost cell. */
+export function unclaim(a: ActualLrp, now: number): ActualLrp {
+  if (a.state === 'UNCLAIMED' && a.presence === 'ORDINARY') return a;
+  return next(a, { state: 'UNCLAIMED', presence: 'ORDINARY', actualLrpInstanceKey: EMPTY_INSTANCE_KEY, actualLrpNetInfo: EMPTY_NET_INFO }, now);
+}
+
+/** Its cell stopped heartbeating: keep the record but mark it until it is placed again. */
+export function markSuspect(a: ActualLrp, now: number): ActualLrp {
+  if (a.state !== 'CLAIMED' && a.state !== 'RUNNING') fail('invalid_transition', `cannot suspect ${describe(a)}`);
+  return next(a, { presence: 'SUSPECT' }, now);
+}
+
+export function requestStop(a: ActualLrp, now: number): ActualLrp {
+  return a.stopRequested ? a : next(a, { stopRequested: true }, now);
+}
+
+/** The cell-side remove: only the owning cell may remove a claimed or running instance. */
+export function checkRemovable(a: ActualLrp, k: ActualLrpInstanceKey): void {
+  if ((a.state === 'CLAIMED' || a.state === 'RUNNING') && !sameInstance(a, k)) {
+    fail('cannot_remove', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
+  }
+}
+
+/** The crash count is forgiven once the instance stayed RUNNING past the reset window. */
+export function forgiveCrashes(a: ActualLrp, now: number, policy: RestartPolicy = DEFAULT_RESTART_POLICY): ActualLrp {
+  if (a.state !== 'RUNNING' || a.crashCount === 0 || now - a.since < policy.crashResetMs) return a;
+  return next(a, { crashCount: 0, crashReason: '' }, now);
+}
+
+/** Optimistic concurrency: the caller read `expectedIndex`; anything else means someone moved first. */
+export function checkTag(a: ActualLrp, expectedIndex: number | undefined): void {
+  if (expectedIndex !== undefined && a.modificationTag.index !== expectedIndex) {
+    throw new DroverError('conflict', `${describe(a)} was modified (tag ${a.modificationTag.index}, expected ${expectedIndex})`);
+  }
+}
+
+export function isActive(a: ActualLrp): boolean {
+  return a.state === 'CLAIMED' || a.state === 'RUNNING';
+}
