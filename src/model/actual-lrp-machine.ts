@@ -22,6 +22,7 @@ export function newActualLrp(key: ActualLrpKey, now: number): ActualLrp {
     modificationTag: { epoch: randomUUID(), index: 0 },
     presence: 'ORDINARY',
     stopRequested: false,
+    targetCellId: '',
   };
 }
 
@@ -74,9 +75,9 @@ export function crash(a: ActualLrp, k: ActualLrpInstanceKey, reason: string, now
   const crashCount = a.crashCount + 1;
   const common = { crashCount, crashReason: reason, actualLrpNetInfo: EMPTY_NET_INFO };
   if (shouldRestartImmediately(crashCount, policy) && !a.stopRequested) {
-    return next(a, { ...common, state: 'UNCLAIMED', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
+    return next(a, { ...common, state: 'UNCLAIMED', targetCellId: '', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
   }
-  return next(a, { ...common, state: 'CRASHED', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
+  return next(a, { ...common, state: 'CRASHED', targetCellId: '', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
 }
 
 /** Placement could not be made: the instance stays UNCLAIMED with the reason. */
@@ -85,10 +86,16 @@ export function failPlacement(a: ActualLrp, reason: string, now: number): Actual
   return next(a, { placementError: reason }, now);
 }
 
-/** Back to UNCLAIMED: a crashed instance whose back-off passed, a stuck claim, a lost cell. */
+/** Back to UNCLAIMED and unplaced: a crashed instance whose back-off passed, a stuck claim, a lost cell. */
 export function unclaim(a: ActualLrp, now: number): ActualLrp {
-  if (a.state === 'UNCLAIMED' && a.presence === 'ORDINARY') return a;
-  return next(a, { state: 'UNCLAIMED', presence: 'ORDINARY', actualLrpInstanceKey: EMPTY_INSTANCE_KEY, actualLrpNetInfo: EMPTY_NET_INFO }, now);
+  if (a.state === 'UNCLAIMED' && a.presence === 'ORDINARY' && !a.targetCellId) return a;
+  return next(a, { state: 'UNCLAIMED', presence: 'ORDINARY', targetCellId: '', actualLrpInstanceKey: EMPTY_INSTANCE_KEY, actualLrpNetInfo: EMPTY_NET_INFO }, now);
+}
+
+/** Placement: an UNCLAIMED instance is offered to one cell, which may then claim it. */
+export function place(a: ActualLrp, cellId: string, now: number): ActualLrp {
+  if (a.state !== 'UNCLAIMED') fail('invalid_transition', `cannot place ${describe(a)}`);
+  return a.targetCellId === cellId ? a : next(a, { targetCellId: cellId, placementError: '' }, now);
 }
 
 /** Its cell stopped heartbeating: keep the record but mark it until it is placed again. */

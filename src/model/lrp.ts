@@ -48,6 +48,8 @@ export interface ActualLrp {
   presence: Presence;
   /** asked to stop (retire, scale-down, remove); the cell stops it and removes it */
   stopRequested: boolean;
+  /** Drover's placement decision for an UNCLAIMED instance: the cell expected to claim it */
+  targetCellId: string;
 }
 
 export interface ActualLrpGroup {

@@ -1,0 +1,103 @@
+// Use cases on desired state: desire, update (scale, routes, annotation), remove.
+
+import { randomUUID } from 'node:crypto';
+import { fail } from '../model/errors.js';
+import type { Principal } from '../model/principal.js';
+import { validateDesiredLrp, validateProcessGuid, validateUpdate } from '../model/validate.js';
+import type { DesiredLrp, DesiredLrpUpdate } from '../model/lrp.js';
+import type { StoreReads, StoreTx } from '../store/store.js';
+import { authorize } from './authorize.js';
+import { inTransaction, type CoreContext, type Emit } from './context.js';
+import { createActualLrp, stopActualLrp } from './actual-lrps.js';
+
+export async function loadDesiredLrp(tx: StoreReads, processGuid: string): Promise<DesiredLrp> {
+  const d = await tx.getDesiredLrp(validateProcessGuid(processGuid));
+  if (!d) fail('not_found', `desired LRP ${processGuid} not found`);
+  return d;
+}
+
+/** A desired LRP of a shut-down service is frozen until an operator restores it. */
+export async function requireServiceOpen(tx: StoreTx, d: DesiredLrp): Promise<void> {
+  if (!d.serviceId) return;
+  const service = await tx.getService(d.serviceId);
+  if (service?.shutdown) fail('shut_down', `service ${service.id} of ${d.processGuid} is shut down`);
+}
+
+function targetInstances(d: DesiredLrp): number {
+  return d.enabled ? d.instances : 0;
+}
+
+/** Make the actual instances match the desired count: create missing, stop extra. */
+export async function reconcileInstances(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
+  const target = targetInstances(d);
+  // every-cell runs one instance per eligible live cell: the convergence planner sizes it.
+  if (d.placement.strategy === 'every-cell' && target > 0) return;
+  const actual = await tx.listActualLrps({ processGuid: d.processGuid });
+  const present = new Set(actual.map((a) => a.actualLrpKey.index));
+  for (let index = 0; index < target; index++) {
+    if (!present.has(index)) await createActualLrp(tx, emit, { processGuid: d.processGuid, index, domain: d.domain }, now);
+  }
+  for (const a of actual) {
+    if (a.actualLrpKey.index >= target && !a.stopRequested) await stopActualLrp(tx, emit, a, now);
+  }
+}
+
+export async function desireLrp(ctx: CoreContext, p: Principal | undefined, input: Partial<DesiredLrp> | undefined): Promise<DesiredLrp> {
+  authorize(p, 'owner');
+  const d = validateDesiredLrp(input);
+  d.modificationTag = { epoch: randomUUID(), index: 0 };
+  return inTransaction(ctx, async (tx, emit) => {
+    await requireServiceOpen(tx, d);
+    await tx.insertDesiredLrp(d);
+    await emit('desired_lrp_created', { desiredLrp: d });
+    await reconcileInstances(tx, emit, d, ctx.now());
+    return d;
+  });
+}
+
+export async function updateDesiredLrp(
+  ctx: CoreContext,
+  p: Principal | undefined,
+  processGuid: string,
+  update: DesiredLrpUpdate | undefined,
+  expectedTag?: number,
+): Promise<DesiredLrp> {
+  authorize(p, 'owner');
+  const u = validateUpdate(update);
+  return inTransaction(ctx, async (tx, emit) => {
+    const before = await loadDesiredLrp(tx, processGuid);
+    if (expectedTag !== undefined && before.modificationTag.index !== expectedTag) {
+      fail('conflict', `desired LRP ${processGuid} was modified (tag ${before.modificationTag.index}, expected ${expectedTag})`);
+    }
+    await requireServiceOpen(tx, before);
+    const after = applyUpdate(before, u);
+    await tx.updateDesiredLrp(after);
+    await emit('desired_lrp_changed', { before, after });
+    if (after.instances !== before.instances) await reconcileInstances(tx, emit, after, ctx.now());
+    return after;
+  });
+}
+
+export function applyUpdate(d: DesiredLrp, u: DesiredLrpUpdate): DesiredLrp {
+  const instances = u.instances === undefined ? d.instances : d.placement.strategy === 'leader' ? Math.min(u.instances, 1) : u.instances;
+  return {
+    ...d,
+    instances,
+    routes: u.routes ?? d.routes,
+    annotation: u.annotation ?? d.annotation,
+    metricTags: u.metricTags ?? d.metricTags,
+    modificationTag: { ...d.modificationTag, index: d.modificationTag.index + 1 },
+  };
+}
+
+/** Removes the desired LRP: unstarted instances go now, running ones are stopped by their cells. */
+export async function removeDesiredLrp(ctx: CoreContext, p: Principal | undefined, processGuid: string): Promise<void> {
+  authorize(p, 'owner');
+  await inTransaction(ctx, async (tx, emit) => {
+    const d = await loadDesiredLrp(tx, processGuid);
+    await requireServiceOpen(tx, d);
+    await tx.deleteDesiredLrp(processGuid);
+    await emit('desired_lrp_removed', { desiredLrp: d });
+    for (const a of await tx.listActualLrps({ processGuid })) await stopActualLrp(tx, emit, a, ctx.now());
+  });
+}

@@ -1,0 +1,38 @@
+// PostgreSQL for the scaled-out shape. `?schema=NAME` in the URL keeps a deployment (or a
+// test run) in its own schema.
+
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import type { Database as Schema } from '../schema.js';
+import { SqlStore } from '../sql-store.js';
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+export async function openPostgresStore(url: string): Promise<SqlStore> {
+  const parsed = new URL(url);
+  const schema = parsed.searchParams.get('schema');
+  parsed.searchParams.delete('schema');
+  if (schema && !/^[a-z_][a-z0-9_]*$/.test(schema)) throw new Error(`invalid schema name: ${schema}`);
+  const connectionString = parsed.toString();
+  if (schema) {
+    const client = new pg.Client({ connectionString });
+    await client.connect();
+    try {
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    } finally {
+      await client.end();
+    }
+  }
+  const pool = new pg.Pool({
+    connectionString,
+    max: 10,
+    options: schema ? `-c search_path=${schema}` : undefined,
+    // Counters and unix times fit in a JS number; pg would hand them over as strings.
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8_OID || oid === NUMERIC_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+  return new SqlStore('postgres', new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }));
+}

@@ -1,0 +1,96 @@
+// Table shapes shared by both SQL stores, and the migrations that create them.
+
+import type { ColumnType, Generated } from 'kysely';
+
+export interface DesiredLrpsTable {
+  process_guid: string;
+  domain: string;
+  service_id: string;
+  instances: number;
+  data: string;
+}
+
+export interface ActualLrpsTable {
+  process_guid: string;
+  idx: number;
+  domain: string;
+  instance_guid: string;
+  cell_id: string;
+  target_cell_id: string;
+  state: string;
+  presence: string;
+  crash_count: number;
+  crash_reason: string;
+  placement_error: string;
+  since: number;
+  mod_epoch: string;
+  mod_index: number;
+  net_info: string;
+  stop_requested: number;
+}
+
+export interface CellsTable {
+  cell_id: string;
+  heartbeat_at: number;
+  data: string;
+}
+
+export interface ServicesTable {
+  id: string;
+  state: string;
+  data: string;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  type: string;
+  at: number;
+  payload: string;
+}
+
+export interface MigrationsTable {
+  version: number;
+  applied_at: ColumnType<number, number, never>;
+}
+
+export interface Database {
+  desired_lrps: DesiredLrpsTable;
+  actual_lrps: ActualLrpsTable;
+  cells: CellsTable;
+  services: ServicesTable;
+  events: EventsTable;
+  drover_migrations: MigrationsTable;
+}
+
+export type Dialect = 'sqlite' | 'postgres';
+
+/** Ordered migrations; each lists its statements per dialect where they differ. */
+export const MIGRATIONS: { version: number; statements: (d: Dialect) => string[] }[] = [
+  {
+    version: 1,
+    statements: (d) => {
+      const bigint = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+      const serial = d === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGSERIAL PRIMARY KEY';
+      return [
+        `CREATE TABLE desired_lrps (
+          process_guid TEXT PRIMARY KEY, domain TEXT NOT NULL, service_id TEXT NOT NULL,
+          instances INTEGER NOT NULL, data TEXT NOT NULL)`,
+        `CREATE INDEX desired_lrps_domain ON desired_lrps (domain)`,
+        `CREATE INDEX desired_lrps_service ON desired_lrps (service_id)`,
+        `CREATE TABLE actual_lrps (
+          process_guid TEXT NOT NULL, idx INTEGER NOT NULL, domain TEXT NOT NULL,
+          instance_guid TEXT NOT NULL, cell_id TEXT NOT NULL, target_cell_id TEXT NOT NULL,
+          state TEXT NOT NULL, presence TEXT NOT NULL, crash_count INTEGER NOT NULL,
+          crash_reason TEXT NOT NULL, placement_error TEXT NOT NULL, since ${bigint} NOT NULL,
+          mod_epoch TEXT NOT NULL, mod_index INTEGER NOT NULL, net_info TEXT NOT NULL,
+          stop_requested INTEGER NOT NULL, PRIMARY KEY (process_guid, idx))`,
+        `CREATE INDEX actual_lrps_domain ON actual_lrps (domain)`,
+        `CREATE INDEX actual_lrps_cell ON actual_lrps (cell_id)`,
+        `CREATE INDEX actual_lrps_target_cell ON actual_lrps (target_cell_id)`,
+        `CREATE TABLE cells (cell_id TEXT PRIMARY KEY, heartbeat_at ${bigint} NOT NULL, data TEXT NOT NULL)`,
+        `CREATE TABLE services (id TEXT PRIMARY KEY, state TEXT NOT NULL, data TEXT NOT NULL)`,
+        `CREATE TABLE events (id ${serial}, type TEXT NOT NULL, at ${bigint} NOT NULL, payload TEXT NOT NULL)`,
+      ];
+    },
+  },
+];

@@ -1,0 +1,18 @@
+// SQLite in WAL mode on a real file: the embedded default.
+
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import type { Database as Schema } from '../schema.js';
+import { SqlStore } from '../sql-store.js';
+
+export function openSqliteStore(path: string): SqlStore {
+  mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  // WAL + NORMAL is durable across process crashes (only an OS crash can drop the last commits).
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database: db }) }));
+}

@@ -1,0 +1,96 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { newActualLrp, claim } from '../src/model/actual-lrp-machine.js';
+import { validateDesiredLrp } from '../src/model/validate.js';
+import type { Store } from '../src/store/store.js';
+import { storeFixtures } from './helpers.js';
+import { DroverError } from '../src/model/errors.js';
+
+const desired = (guid: string, domain = 'd1') =>
+  validateDesiredLrp({ processGuid: guid, domain, instances: 2, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+
+for (const fixture of storeFixtures()) {
+  describe(`store on ${fixture.name}`, () => {
+    let store: Store;
+    before(async () => {
+      store = await fixture.open();
+    });
+    after(async () => {
+      await store.close();
+      await fixture.cleanup();
+    });
+
+    it('migrates idempotently', async () => {
+      await store.migrate();
+      await store.migrate();
+    });
+
+    it('stores desired LRPs and filters by domain and guids', async () => {
+      await store.transaction(async (tx) => {
+        await tx.insertDesiredLrp(desired('a', 'd1'));
+        await tx.insertDesiredLrp(desired('b', 'd2'));
+        await tx.insertDesiredLrp(desired('c', 'd1'));
+      });
+      assert.deepEqual((await store.listDesiredLrps({ domain: 'd1' })).map((d) => d.processGuid), ['a', 'c']);
+      assert.deepEqual((await store.listDesiredLrps({ processGuids: ['b', 'c'] })).map((d) => d.processGuid), ['b', 'c']);
+      assert.equal((await store.getDesiredLrp('b'))?.domain, 'd2');
+      assert.equal(await store.getDesiredLrp('zz'), undefined);
+    });
+
+    it('refuses a duplicate desired LRP as exists', async () => {
+      await assert.rejects(
+        store.transaction((tx) => tx.insertDesiredLrp(desired('a'))),
+        (e: unknown) => e instanceof DroverError && e.kind === 'exists',
+      );
+    });
+
+    it('rolls back the whole transaction on failure', async () => {
+      await assert.rejects(
+        store.transaction(async (tx) => {
+          await tx.insertDesiredLrp(desired('rollback-me'));
+          await tx.insertActualLrp(newActualLrp({ processGuid: 'rollback-me', index: 0, domain: 'd1' }, 1));
+          throw new Error('boom');
+        }),
+      );
+      assert.equal(await store.getDesiredLrp('rollback-me'), undefined);
+      assert.equal(await store.getActualLrp('rollback-me', 0), undefined);
+    });
+
+    it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {
+      const a = newActualLrp({ processGuid: 'a', index: 0, domain: 'd1' }, 1_700_000_000_123);
+      await store.transaction((tx) => tx.insertActualLrp(a));
+      const claimed = claim(a, { instanceGuid: 'i-1', cellId: 'cell-1' }, 1_700_000_000_999);
+      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claimed, 0)), true);
+      // a writer that read index 0 is too late now
+      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claim(a, { instanceGuid: 'i-2', cellId: 'cell-2' }, 2), 0)), false);
+      const read = await store.getActualLrp('a', 0);
+      assert.deepEqual(read, claimed);
+      assert.equal((await store.listActualLrps({ cellId: 'cell-1' })).length, 1);
+      assert.equal((await store.listActualLrps({ cellId: 'cell-2' })).length, 0);
+      assert.equal((await store.listActualLrps({ domain: 'd1', processGuid: 'a', index: 0 })).length, 1);
+    });
+
+    it('persists events in order and resumes after an id', async () => {
+      const first = await store.transaction((tx) => tx.appendEvent('desired_lrp_created', { n: 1 }, 10));
+      const second = await store.transaction((tx) => tx.appendEvent('desired_lrp_removed', { n: 2 }, 11));
+      assert.ok(second > first);
+      const events = await store.listEvents(first - 1, 10);
+      assert.deepEqual(events.map((e) => e.payload), [{ n: 1 }, { n: 2 }]);
+      assert.equal(await store.lastEventId(), second);
+    });
+
+    it('upserts cells and services', async () => {
+      const cell = { cellId: 'c1', repAddress: '', zone: 'z', site: 's', sections: ['x'], placementTags: [], capacity: { memoryMb: 1, diskMb: 1, containers: 1 }, heartbeatAt: 5, ttlMs: 10 };
+      await store.transaction((tx) => tx.upsertCell(cell));
+      await store.transaction((tx) => tx.upsertCell({ ...cell, heartbeatAt: 9 }));
+      assert.equal((await store.listCells()).length, 1);
+      assert.equal((await store.getCell('c1'))?.heartbeatAt, 9);
+      const service = { id: 's1', name: 'n', kind: 'mano', owner: 'o', state: 'READY' as const, shutdown: false, attributes: { k: 1 }, createdAt: 1, updatedAt: 2 };
+      await store.transaction((tx) => tx.upsertService(service));
+      await store.transaction((tx) => tx.upsertService({ ...service, shutdown: true }));
+      assert.equal((await store.getService('s1'))?.shutdown, true);
+      await store.transaction((tx) => tx.deleteService('s1'));
+      assert.equal((await store.listServices()).length, 0);
+    });
+  });
+}
