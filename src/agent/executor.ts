@@ -1,0 +1,267 @@
+// Runs one instance as a real OS process. Each instance leads its own process group (and
+// session), so the whole tree it forks can be signalled at once, and it writes straight to
+// its log file through an inherited fd, so it outlives an agent that is SIGKILLed and can be
+// adopted by the next agent run. Linux-specific where noted (/proc, /etc/passwd).
+
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, open, rename, stat, truncate } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface ProcessSpec {
+  path: string;
+  args: string[];
+  /** The child's whole environment: nothing is inherited from the agent. */
+  env: Record<string, string>;
+  dir?: string;
+  /** User name or numeric uid; honoured only when the agent runs as root. */
+  user?: string;
+  logFile: string;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  /** For humans: `exited with code 3`, `killed by signal SIGKILL`, `spawn ENOENT: /x`. */
+  reason: string;
+}
+
+export interface RunningProcess {
+  /** 0 when the process never started (exited then already holds the spawn error). */
+  pid: number;
+  pgid: number;
+  startedAt: number;
+  /** /proc start time in clock ticks since boot: record it to recognise this pid later. */
+  startTicks: number | undefined;
+  /** Resolves (never rejects) when the group leader is gone. */
+  exited: Promise<ExitInfo>;
+  alive(): boolean;
+  /** TERM the group, KILL it after graceMs; resolves when the whole group is gone. */
+  stop(graceMs: number): Promise<ExitInfo>;
+}
+
+const GROUP_POLL_MS = 20;
+const ADOPTED_POLL_MS = 100;
+
+export function spawnProcess(spec: ProcessSpec): RunningProcess {
+  const startedAt = Date.now();
+  let fd: number | undefined;
+  try {
+    const ids = userIds(spec.user);
+    mkdirSync(dirname(spec.logFile), { recursive: true });
+    // O_APPEND: every write lands at the current end, so a copy-truncate rotation makes the
+    // child continue at offset 0 instead of leaving a hole the size of the old log.
+    fd = openSync(spec.logFile, 'a');
+    // detached = setsid(): the child leads a new session and process group (pgid = pid) and
+    // gets no SIGHUP when the agent dies.
+    const child = spawn(spec.path, spec.args, {
+      detached: true,
+      cwd: spec.dir,
+      env: spec.env,
+      stdio: ['ignore', fd, fd],
+      ...ids,
+    });
+    if (child.pid === undefined) {
+      // ENOENT, EACCES and the like are reported through 'error' on the next tick.
+      const failed = new Promise<ExitInfo>((resolve) => child.once('error', (err) => resolve(spawnFailure(err, spec))));
+      return handle(0, startedAt, undefined, failed);
+    }
+    const exited = new Promise<ExitInfo>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal, reason: describeExit(code, signal) })),
+    );
+    return handle(child.pid, startedAt, processStartTime(child.pid), exited);
+  } catch (err) {
+    // Other spawn errors (EPERM from setuid, bad arguments) and log-file errors throw.
+    return handle(0, startedAt, undefined, Promise.resolve(spawnFailure(err, spec)));
+  } finally {
+    // The child holds its own copy; keeping ours would leak one fd per start.
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/**
+ * Watches a process started by an earlier agent run. It is not our child, so its exit status
+ * is lost; `exited` resolves when the pid is gone. Check `processStartTime(pid)` against the
+ * recorded value first: the pid may have been reused.
+ */
+export function adoptProcess(pid: number, pgid: number, startedAt: number): RunningProcess | undefined {
+  const startTicks = processStartTime(pid);
+  if (startTicks === undefined) return undefined;
+  const exited = new Promise<ExitInfo>((resolve) => {
+    const timer = setInterval(() => {
+      // Compares start ticks rather than kill(pid, 0): that also succeeds for a zombie (an
+      // orphan PID 1 has not reaped yet) and for a reused pid.
+      if (processStartTime(pid) === startTicks) return;
+      clearInterval(timer);
+      resolve({ code: null, signal: null, reason: 'exited while not supervised (exit status unknown)' });
+    }, ADOPTED_POLL_MS);
+  });
+  return handle(pid, startedAt, startTicks, exited, pgid);
+}
+
+function handle(pid: number, startedAt: number, startTicks: number | undefined, exited: Promise<ExitInfo>, pgid = pid): RunningProcess {
+  let done = false;
+  void exited.then(() => {
+    done = true;
+  });
+  let stopping: Promise<ExitInfo> | undefined;
+  return {
+    pid,
+    pgid,
+    startedAt,
+    startTicks,
+    exited,
+    alive: () => !done,
+    stop(graceMs) {
+      // pid 0 never started: there is no group, and kill(-0) would hit the agent's own group.
+      stopping ??= (pid === 0 ? Promise.resolve() : stopProcessGroup(pgid, graceMs)).then(() => exited);
+      return stopping;
+    },
+  };
+}
+
+/** True while any member of the group is still running (zombies do not count). */
+export function processGroupAlive(pgid: number): boolean {
+  if (!signalGroup(pgid, 0)) return false;
+  // kill() also finds zombies. Members orphaned by the leader are reparented to PID 1, which
+  // in a container may reap late or never, so only members that still run count.
+  const liveMember = (pid: number): boolean => {
+    const s = readStat(pid);
+    return s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X';
+  };
+  if (liveMember(pgid)) return true; // usually the leader is still there: no scan needed
+  let pids: string[];
+  try {
+    pids = readdirSync('/proc');
+  } catch {
+    return true; // no procfs: trust kill()
+  }
+  return pids.some((p) => /^\d+$/.test(p) && liveMember(Number(p)));
+}
+
+/** SIGTERM the group, wait up to graceMs, SIGKILL it, and resolve once no member remains. */
+export async function stopProcessGroup(pgid: number, graceMs: number): Promise<void> {
+  if (!processGroupAlive(pgid)) return;
+  signalGroup(pgid, 'SIGTERM');
+  if (await waitGroupGone(pgid, graceMs)) return;
+  signalGroup(pgid, 'SIGKILL');
+  await waitGroupGone(pgid, Infinity);
+}
+
+async function waitGroupGone(pgid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (processGroupAlive(pgid)) {
+    if (Date.now() >= deadline) return false;
+    await sleep(GROUP_POLL_MS);
+  }
+  return true;
+}
+
+/** Signals every member of the group; false when the group no longer exists. */
+function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  // kill(-0) is the agent's own group and kill(-1) every process it may signal.
+  if (!Number.isInteger(pgid) || pgid <= 1) throw new RangeError(`refusing to signal process group ${pgid}`);
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') return false;
+    if (code === 'EPERM' && signal === 0) return true; // exists, but runs as someone else
+    throw err;
+  }
+}
+
+/** /proc/<pid>/stat field 22: start time in clock ticks since boot; undefined once exited. */
+export function processStartTime(pid: number): number | undefined {
+  const s = readStat(pid);
+  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s.startTicks;
+}
+
+function readStat(pid: number): { state: string; pgrp: number; startTicks: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Field 2 (comm) may hold spaces and parentheses: split only after its last ')'.
+  const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return { state: f[0], pgrp: Number(f[2]), startTicks: Number(f[19]) };
+}
+
+/** uid/gid for spawn. Only root may switch users; otherwise everything runs as the agent. */
+function userIds(user: string | undefined): { uid?: number; gid?: number } {
+  if (user === undefined || process.getuid?.() !== 0) return {};
+  const numeric = /^\d+$/.test(user) ? Number(user) : undefined;
+  for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+    const [name, , uid, gid] = line.split(':');
+    if (!/^\d+$/.test(uid ?? '') || !/^\d+$/.test(gid ?? '')) continue;
+    if (name === user || Number(uid) === numeric) return { uid: Number(uid), gid: Number(gid) };
+  }
+  // A bare uid need not have an entry (common in containers); never fall back to gid 0.
+  if (numeric !== undefined) return { uid: numeric, gid: numeric };
+  throw new Error(`unknown user "${user}"`);
+}
+
+function describeExit(code: number | null, signal: string | null): string {
+  return signal !== null ? `killed by signal ${signal}` : `exited with code ${code}`;
+}
+
+function spawnFailure(err: unknown, spec: ProcessSpec): ExitInfo {
+  const e = err as NodeJS.ErrnoException;
+  let reason = `spawn failed: ${e.message}`;
+  if (e.syscall?.startsWith('spawn') && e.code !== undefined) {
+    // A missing cwd is reported as ENOENT of the program, which sends people looking elsewhere.
+    const missingDir = e.code === 'ENOENT' && spec.dir !== undefined && !existsSync(spec.dir);
+    reason = missingDir ? `spawn ENOENT: working directory ${spec.dir} does not exist` : `spawn ${e.code}: ${spec.path}`;
+  }
+  return { code: null, signal: null, reason };
+}
+
+/**
+ * Copy-truncate rotation: the child keeps writing to its fd, so the file cannot be renamed
+ * away. Lines written between the copy and the truncate are lost. Not safe to run twice
+ * concurrently on the same file.
+ */
+export async function rotateLogIfLarge(logFile: string, maxBytes: number, keep: number): Promise<boolean> {
+  try {
+    if ((await stat(logFile)).size <= maxBytes) return false;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  // Renaming onto .keep drops the oldest copy.
+  for (let i = keep - 1; i >= 1; i--) {
+    await rename(`${logFile}.${i}`, `${logFile}.${i + 1}`).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+  }
+  if (keep >= 1) await copyFile(logFile, `${logFile}.1`);
+  await truncate(logFile, 0);
+  return true;
+}
+
+/** The last maxBytes of the current log ('' when nothing was logged yet). */
+export async function readLogTail(logFile: string, maxBytes: number): Promise<string> {
+  let file;
+  try {
+    file = await open(logFile, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+  try {
+    const { size } = await file.stat();
+    const length = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(length);
+    const { bytesRead } = await file.read(buf, 0, length, size - length);
+    // Skip UTF-8 continuation bytes so a character cut in half does not show up as garbage.
+    let start = 0;
+    while (start < bytesRead && (buf[start] & 0xc0) === 0x80) start++;
+    return buf.toString('utf8', start, bytesRead);
+  } finally {
+    await file.close();
+  }
+}
