@@ -1,0 +1,269 @@
+// The cell agent: claims the instances placed on its cell, runs them, reports what happens
+// to them through the ActualLRP lifecycle, and stops what should no longer run here.
+
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
+import type { Logger } from 'pino';
+import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
+import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
+import { adoptProcess, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, stopProcessGroup, type RunningProcess } from './executor.js';
+import { InstanceRecords, type InstanceRecord } from './records.js';
+import { waitUntilStarted } from './start-check.js';
+import type { ControlPlane } from './control-plane.js';
+
+export interface CellAgentOptions {
+  cellId: string;
+  site: string;
+  sections: string[];
+  placementTags: string[];
+  dataDir: string;
+  ttlMs: number;
+  /** a process alive this long counts as started (when it has no health check) */
+  startWindowMs: number;
+  syncIntervalMs: number;
+  logMaxBytes: number;
+  logKeep: number;
+}
+
+export const DEFAULT_AGENT_OPTIONS = {
+  ttlMs: DEFAULT_CELL_TTL_MS,
+  startWindowMs: 200,
+  syncIntervalMs: 2000,
+  logMaxBytes: 10 * 1024 * 1024,
+  logKeep: 3,
+  placementTags: [] as string[],
+};
+
+interface Supervised {
+  record: InstanceRecord;
+  proc: RunningProcess;
+  key: ActualLrpKey;
+  stopping: boolean;
+}
+
+const keyOf = (k: ActualLrpKey) => `${k.processGuid}/${k.index}`;
+
+export class CellAgent {
+  private readonly running = new Map<string, Supervised>();
+  /** instances with an operation in flight, so a sync never acts on them twice */
+  private readonly busy = new Set<string>();
+  private readonly records: InstanceRecords;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private stopWatching: () => void = () => {};
+  private syncing = false;
+  private syncAgain = false;
+  private closed = false;
+
+  constructor(
+    private readonly cp: ControlPlane,
+    private readonly opts: CellAgentOptions,
+    private readonly log: Logger,
+  ) {
+    this.records = new InstanceRecords(join(opts.dataDir, 'instances.json'));
+  }
+
+  get cellId(): string {
+    return this.opts.cellId;
+  }
+
+  async start(): Promise<void> {
+    await this.adoptLeftovers();
+    await this.heartbeat();
+    this.timers.push(setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.opts.ttlMs / 3))));
+    this.timers.push(setInterval(() => this.sync(), this.opts.syncIntervalMs));
+    this.timers.push(setInterval(() => void this.rotateLogs(), 5000));
+    this.stopWatching = this.cp.watch(() => this.sync());
+    this.log.info({ cellId: this.opts.cellId, adopted: this.running.size }, 'cell agent started');
+  }
+
+  /** Stops watching; processes keep running (they are adopted by the next run). */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.stopWatching();
+    for (const t of this.timers) clearInterval(t);
+  }
+
+  /** Stops every process this agent runs (used when the agent itself is shut down for good). */
+  async stopAll(): Promise<void> {
+    await this.close();
+    await Promise.all([...this.running.values()].map((s) => this.stopProcess(s)));
+  }
+
+  localInstances(): { instanceGuid: string; pid: number; processGuid: string; index: number }[] {
+    return [...this.running.values()].map((s) => ({ instanceGuid: s.record.instanceGuid, pid: s.proc.pid, ...s.key }));
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      await this.cp.heartbeat({
+        cellId: this.opts.cellId,
+        site: this.opts.site,
+        sections: this.opts.sections,
+        placementTags: this.opts.placementTags,
+        ttlMs: this.opts.ttlMs,
+      });
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'heartbeat failed');
+    }
+  }
+
+  /** Processes recorded by an earlier run: adopt the ones still alive, clean up the rest. */
+  private async adoptLeftovers(): Promise<void> {
+    for (const r of this.records.all()) {
+      const sameProcess = r.startTicks !== undefined && processStartTime(r.pid) === r.startTicks;
+      const proc = sameProcess ? adoptProcess(r.pid, r.pgid, r.startedAt) : undefined;
+      if (proc) {
+        this.supervise({ record: r, proc, key: { processGuid: r.processGuid, index: r.index, domain: '' }, stopping: false });
+        continue;
+      }
+      if (processGroupAlive(r.pgid)) await stopProcessGroup(r.pgid, r.stopGraceMs);
+      this.records.delete(r.instanceGuid);
+    }
+  }
+
+  /** Level-triggered: compare what the control plane says runs here with what does. Never overlaps itself. */
+  sync(): void {
+    if (this.closed) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = true;
+    void this.syncOnce()
+      .catch((e) => this.log.warn({ err: (e as Error).message }, 'sync failed'))
+      .finally(() => {
+        this.syncing = false;
+        if (this.syncAgain) {
+          this.syncAgain = false;
+          this.sync();
+        }
+      });
+  }
+
+  private async syncOnce(): Promise<void> {
+    const listedAt = Date.now();
+    const actuals = await this.cp.actualLrpsOnCell(this.opts.cellId);
+    const mine = new Set<string>();
+    for (const a of actuals) {
+      const key = keyOf(a.actualLrpKey);
+      const onThisCell = a.actualLrpInstanceKey.cellId === this.opts.cellId;
+      if (onThisCell) mine.add(a.actualLrpInstanceKey.instanceGuid);
+      if (this.busy.has(key)) continue;
+      const local = onThisCell ? this.running.get(a.actualLrpInstanceKey.instanceGuid) : undefined;
+      if (a.state === 'UNCLAIMED' && a.targetCellId === this.opts.cellId && !a.stopRequested) {
+        this.track(key, () => this.launch(a));
+      } else if (onThisCell && (a.state === 'CLAIMED' || a.state === 'RUNNING')) {
+        if (a.stopRequested) this.track(key, () => this.stopAndRemove(a, local));
+        else if (!local) this.track(key, () => this.cp.crash(a.actualLrpKey, a.actualLrpInstanceKey, 'process lost: not running on its cell'));
+        else if (a.state === 'CLAIMED' && local.proc.alive()) this.track(key, () => this.cp.start(a.actualLrpKey, a.actualLrpInstanceKey, this.netInfo()));
+        else local.key = a.actualLrpKey;
+      }
+    }
+    // Anything running here that the control plane no longer places here is stale.
+    for (const s of this.running.values()) {
+      if (!mine.has(s.record.instanceGuid) && !s.stopping && !this.busy.has(keyOf(s.key)) && s.record.startedAt < listedAt) {
+        this.log.info({ instance: s.record.instanceGuid, lrp: keyOf(s.key) }, 'stopping stale instance');
+        void this.stopProcess(s);
+      }
+    }
+  }
+
+  private track(key: string, op: () => Promise<unknown>): void {
+    this.busy.add(key);
+    void op()
+      .catch((e) => this.log.debug({ lrp: key, err: (e as Error).message }, 'instance operation refused'))
+      .finally(() => this.busy.delete(key));
+  }
+
+  private netInfo() {
+    return { address: '127.0.0.1', ports: [], instanceAddress: '127.0.0.1', preferredAddress: 'HOST' as const };
+  }
+
+  private async launch(a: ActualLrp): Promise<void> {
+    const ik: ActualLrpInstanceKey = { instanceGuid: randomUUID(), cellId: this.opts.cellId };
+    await this.cp.claim(a.actualLrpKey, ik);
+    const desired = await this.cp.desiredLrp(a.actualLrpKey.processGuid);
+    const run = findRunAction(desired?.action);
+    if (!desired || !run) {
+      await this.cp.remove(a.actualLrpKey, ik);
+      return;
+    }
+    const { index, processGuid } = a.actualLrpKey;
+    const env = this.environment(desired, a, ik);
+    const dir = run.dir && isAbsolute(run.dir) ? run.dir : join(this.opts.dataDir, 'work', processGuid, String(index), run.dir ?? '');
+    mkdirSync(dir, { recursive: true });
+    const logFile = join(this.opts.dataDir, 'logs', processGuid, `${index}.log`);
+    const proc = spawnProcess({ path: run.path, args: run.args ?? [], env, dir, user: run.user || undefined, logFile });
+    if (proc.pid === 0) {
+      await this.cp.crash(a.actualLrpKey, ik, (await proc.exited).reason);
+      return;
+    }
+    const record: InstanceRecord = {
+      processGuid,
+      index,
+      instanceGuid: ik.instanceGuid,
+      pid: proc.pid,
+      pgid: proc.pgid,
+      startedAt: proc.startedAt,
+      startTicks: proc.startTicks,
+      logFile,
+      stopGraceMs: desired.stopGraceMs,
+    };
+    this.records.put(record);
+    const s: Supervised = { record, proc, key: a.actualLrpKey, stopping: false };
+    this.supervise(s);
+    const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env });
+    if (started && !s.stopping) await this.cp.start(a.actualLrpKey, ik, this.netInfo());
+    else if (!started && proc.alive()) await this.stopProcess(s); // unhealthy: the exit watcher reports the crash
+  }
+
+  private environment(d: DesiredLrp, a: ActualLrp, ik: ActualLrpInstanceKey): Record<string, string> {
+    const run = findRunAction(d.action)!;
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+      HOME: process.env.HOME ?? '/',
+      INSTANCE_INDEX: String(a.actualLrpKey.index),
+      INSTANCE_GUID: ik.instanceGuid,
+      PROCESS_GUID: a.actualLrpKey.processGuid,
+      CELL_ID: this.opts.cellId,
+    };
+    for (const v of [...(d.env ?? []), ...(run.env ?? [])]) env[v.name] = v.value;
+    return env;
+  }
+
+  /** Watches one process: an exit nobody asked for is a crash. */
+  private supervise(s: Supervised): void {
+    this.running.set(s.record.instanceGuid, s);
+    void s.proc.exited.then(async (info) => {
+      this.running.delete(s.record.instanceGuid);
+      this.records.delete(s.record.instanceGuid);
+      if (s.stopping || this.closed) return;
+      const ik = { instanceGuid: s.record.instanceGuid, cellId: this.opts.cellId };
+      this.log.info({ lrp: keyOf(s.key), reason: info.reason }, 'instance crashed');
+      try {
+        // a leftover child of the group would otherwise outlive its leader
+        if (processGroupAlive(s.proc.pgid)) await stopProcessGroup(s.proc.pgid, 1000);
+        await this.cp.crash(s.key, ik, info.reason);
+      } catch (e) {
+        this.log.debug({ lrp: keyOf(s.key), err: (e as Error).message }, 'crash report refused');
+      }
+      this.sync();
+    });
+  }
+
+  private async stopProcess(s: Supervised): Promise<void> {
+    s.stopping = true;
+    await s.proc.stop(s.record.stopGraceMs);
+    this.records.delete(s.record.instanceGuid);
+  }
+
+  private async stopAndRemove(a: ActualLrp, local: Supervised | undefined): Promise<void> {
+    if (local) await this.stopProcess(local);
+    await this.cp.remove(a.actualLrpKey, a.actualLrpInstanceKey);
+  }
+
+  private async rotateLogs(): Promise<void> {
+    for (const s of this.running.values()) await rotateLogIfLarge(s.record.logFile, this.opts.logMaxBytes, this.opts.logKeep).catch(() => false);
+  }
+}

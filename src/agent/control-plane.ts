@@ -1,0 +1,118 @@
+// The agent reaches the control plane only through the BBS cell routes over HTTP — the
+// embedded agent too, so both shapes run the same code. Several URLs = replicas to fail over.
+
+import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo, DesiredLrp } from '../model/lrp.js';
+import type { CellRegistration } from '../core/cells.js';
+import { decodeMessage, encodeMessage } from '../api/bbs/codec.js';
+
+const JSON_TYPE = 'application/json';
+
+export class ControlPlaneError extends Error {
+  constructor(
+    readonly type: string,
+    message: string,
+  ) {
+    super(`${type}: ${message}`);
+  }
+}
+
+export class ControlPlane {
+  private current = 0;
+
+  constructor(
+    private readonly urls: string[],
+    private readonly token?: string,
+  ) {
+    if (urls.length === 0) throw new Error('at least one control plane URL is required');
+  }
+
+  get url(): string {
+    return this.urls[this.current]!;
+  }
+
+  /** One BBS call; a network failure moves on to the next replica, a BBS error is thrown. */
+  async call<T>(path: string, requestType: string | undefined, request: object, responseType: string): Promise<T> {
+    const headers: Record<string, string> = { 'content-type': JSON_TYPE };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const body = requestType ? encodeMessage(requestType, request, JSON_TYPE).body : Buffer.from('{}');
+    let lastError: unknown;
+    for (let attempt = 0; attempt < this.urls.length; attempt++) {
+      try {
+        const res = await fetch(new URL(path, this.url), { method: 'POST', headers, body });
+        const response = decodeMessage<{ error?: { type: string; message: string } } & T>(responseType, Buffer.from(await res.arrayBuffer()), JSON_TYPE);
+        if (response.error) throw new ControlPlaneError(String(response.error.type), response.error.message);
+        return response;
+      } catch (e) {
+        if (e instanceof ControlPlaneError) throw e;
+        lastError = e;
+        this.current = (this.current + 1) % this.urls.length;
+      }
+    }
+    throw lastError;
+  }
+
+  async heartbeat(cell: CellRegistration): Promise<void> {
+    await this.call('/v1/cells/heartbeat', 'models.CellHeartbeatRequest', { cell }, 'models.CellHeartbeatResponse');
+  }
+
+  async actualLrpsOnCell(cellId: string): Promise<ActualLrp[]> {
+    const res = await this.call<{ actualLrps?: ActualLrp[] }>('/v1/actual_lrps/list', 'models.ActualLRPsRequest', { cellId }, 'models.ActualLRPsResponse');
+    return res.actualLrps ?? [];
+  }
+
+  async desiredLrp(processGuid: string): Promise<DesiredLrp | undefined> {
+    try {
+      const res = await this.call<{ desiredLrp?: DesiredLrp }>('/v1/desired_lrps/get_by_process_guid.r2', 'models.DesiredLRPByProcessGuidRequest', { processGuid }, 'models.DesiredLRPResponse');
+      return res.desiredLrp;
+    } catch (e) {
+      if (e instanceof ControlPlaneError && e.type === 'ResourceNotFound') return undefined;
+      throw e;
+    }
+  }
+
+  async claim(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey): Promise<void> {
+    await this.lifecycle('/v1/actual_lrps/claim', 'models.ClaimActualLRPRequest', { processGuid: key.processGuid, index: key.index, actualLrpInstanceKey: instanceKey });
+  }
+
+  async start(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, netInfo: ActualLrpNetInfo): Promise<void> {
+    await this.lifecycle('/v1/actual_lrps/start', 'models.StartActualLRPRequest', { actualLrpKey: key, actualLrpInstanceKey: instanceKey, actualLrpNetInfo: netInfo });
+  }
+
+  async crash(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, errorMessage: string): Promise<void> {
+    await this.lifecycle('/v1/actual_lrps/crash', 'models.CrashActualLRPRequest', { actualLrpKey: key, actualLrpInstanceKey: instanceKey, errorMessage });
+  }
+
+  async remove(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey): Promise<void> {
+    await this.lifecycle('/v1/actual_lrps/remove', 'models.RemoveActualLRPRequest', { processGuid: key.processGuid, index: key.index, actualLrpInstanceKey: instanceKey });
+  }
+
+  private async lifecycle(path: string, requestType: string, request: object): Promise<void> {
+    await this.call(path, requestType, request, 'models.ActualLRPLifecycleResponse');
+  }
+
+  /** Calls `onChange` whenever the control plane commits something; reconnects until stopped. */
+  watch(onChange: () => void): () => void {
+    const abort = new AbortController();
+    const loop = async () => {
+      while (!abort.signal.aborted) {
+        try {
+          const headers: Record<string, string> = {};
+          if (this.token) headers.authorization = `Bearer ${this.token}`;
+          const res = await fetch(new URL('/v1/events?format=json', this.url), { headers, signal: abort.signal });
+          if (!res.body) throw new Error('no event stream');
+          onChange(); // anything may have happened while we were not listening
+          const decoder = new TextDecoder();
+          for await (const chunk of res.body) {
+            if (decoder.decode(chunk as Uint8Array, { stream: true }).includes('event:')) onChange();
+          }
+        } catch {
+          if (abort.signal.aborted) return;
+          this.current = (this.current + 1) % this.urls.length;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    void loop();
+    return () => abort.abort();
+  }
+}

@@ -1,0 +1,34 @@
+// One Fastify server carries the BBS API and Drover's own HTTP endpoints.
+
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { CoreContext } from '../../core/context.js';
+import type { Identities } from '../../core/identities.js';
+import { registerBbsRoutes } from '../bbs/routes.js';
+import { registerBbsEvents } from '../bbs/events.js';
+import { encodeResponse } from '../bbs/codec.js';
+import { resolveHttpPrincipal } from './principal.js';
+
+export interface HttpOptions {
+  bodyLimit: number;
+}
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+
+export async function buildHttpServer(ctx: CoreContext, identities: Identities, log: Logger, options: HttpOptions): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: options.bodyLimit, disableRequestLogging: true });
+  // Bodies stay raw: each API decodes its own encoding (protobuf or JSON).
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  app.addHook('onRequest', async (request) => resolveHttpPrincipal(request, identities));
+  // Transport-level refusals (body too large, bad framing) still answer in the BBS Error shape.
+  app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
+    if (status >= 500) request.log.error({ err: error }, 'request failed');
+    const encoded = encodeResponse('models.DesiredLRPLifecycleResponse', { error: { type: 'InvalidRequest', message: error.message } }, request.headers['content-type']);
+    return reply.code(status).type(encoded.contentType).send(encoded.body);
+  });
+  registerBbsRoutes(app, ctx);
+  registerBbsEvents(app, ctx);
+  return app;
+}
