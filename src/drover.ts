@@ -8,6 +8,10 @@ import { EventBus, type CoreContext } from './core/context.js';
 import { Identities } from './core/identities.js';
 import { openStore } from './store/open.js';
 import { buildHttpServer, DEFAULT_BODY_LIMIT } from './api/http/server.js';
+import { ConvergenceLoop } from './converge/loop.js';
+import { CellAgent, DEFAULT_AGENT_OPTIONS } from './agent/cell-agent.js';
+import { ControlPlane } from './agent/control-plane.js';
+import { join as joinPath } from 'node:path';
 
 export interface DroverOptions {
   dataDir: string;
@@ -18,6 +22,11 @@ export interface DroverOptions {
   site: string;
   sections: string[];
   agent: boolean;
+  /** bearer token the in-process agent presents (when --auth is on) */
+  agentToken?: string;
+  cellTtlMs: number;
+  convergeIntervalMs: number;
+  startWindowMs: number;
   bodyLimit: number;
   logLevel: string;
   mqtt?: string;
@@ -32,6 +41,9 @@ export const DEFAULT_OPTIONS: DroverOptions = {
   site: '',
   sections: [],
   agent: true,
+  cellTtlMs: DEFAULT_AGENT_OPTIONS.ttlMs,
+  convergeIntervalMs: 1000,
+  startWindowMs: DEFAULT_AGENT_OPTIONS.startWindowMs,
   bodyLimit: DEFAULT_BODY_LIMIT,
   logLevel: 'info',
 };
@@ -40,6 +52,8 @@ export interface RunningDrover {
   ctx: CoreContext;
   /** the bound HTTP address, e.g. http://127.0.0.1:8889 */
   url: string;
+  agent?: CellAgent;
+  convergence: ConvergenceLoop;
   close(): Promise<void>;
 }
 
@@ -63,11 +77,34 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   await http.listen({ host, port });
   const address = http.server.address();
   const url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
-  log.info({ url, store: store.kind, dataDir }, 'drover is serving');
+  const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 5, isLeader: () => true });
+  convergence.start();
+  // The in-process agent talks to this very server over HTTP: one code path with remote agents.
+  const agent = options.agent
+    ? new CellAgent(
+        new ControlPlane([url], options.agentToken),
+        {
+          ...DEFAULT_AGENT_OPTIONS,
+          cellId: options.cellId,
+          site: options.site,
+          sections: options.sections,
+          dataDir: joinPath(dataDir, 'cells', options.cellId),
+          ttlMs: options.cellTtlMs,
+          startWindowMs: options.startWindowMs,
+        },
+        log.child({ cell: options.cellId }),
+      )
+    : undefined;
+  await agent?.start();
+  log.info({ url, store: store.kind, dataDir, cellId: agent?.cellId }, 'drover is serving');
   return {
     ctx,
     url,
+    agent,
+    convergence,
     async close() {
+      convergence.stop();
+      await agent?.close();
       await http.close();
       await store.close();
     },

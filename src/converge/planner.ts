@@ -8,6 +8,14 @@
 //      at the same time count the load of every cell (instances that stay on or go to it).
 //   2. per LRP in the same order: place the collected instances (spread, every-cell, leader),
 //      counting each placement into the load as it goes.
+// Choices worth knowing:
+//   - At most one action per instance per pass (suspect, then unclaim, then place: three passes).
+//   - The Era section rule is applied per site: a site where no live cell serves any of the
+//     sections offers all its live cells.
+//   - A leader instance is placed only while no other record of that LRP is CLAIMED/RUNNING
+//     (an extra index being stopped, an evacuating copy), so a plan never starts a second one.
+//   - EVACUATING records only count as load (and block a leader); the evacuation protocol
+//     owns them. Active instances on live but no longer eligible cells are not moved.
 // Cost: O(desired + actual) map work, plus O(cells log cells) per distinct placement
 // constraint, plus O(log cells) per placement.
 

@@ -75,7 +75,8 @@ export function crash(a: ActualLrp, k: ActualLrpInstanceKey, reason: string, now
   const crashCount = a.crashCount + 1;
   const common = { crashCount, crashReason: reason, actualLrpNetInfo: EMPTY_NET_INFO };
   if (shouldRestartImmediately(crashCount, policy) && !a.stopRequested) {
-    return next(a, { ...common, state: 'UNCLAIMED', targetCellId: '', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
+    // Restart where it ran: the cell can claim it again at once, without a placement pass.
+    return next(a, { ...common, state: 'UNCLAIMED', targetCellId: k.cellId, actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
   }
   return next(a, { ...common, state: 'CRASHED', targetCellId: '', actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);
 }

@@ -1,6 +1,6 @@
 // One Fastify server carries the BBS API and Drover's own HTTP endpoints.
 
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
@@ -16,7 +16,13 @@ export interface HttpOptions {
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 export async function buildHttpServer(ctx: CoreContext, identities: Identities, log: Logger, options: HttpOptions): Promise<FastifyInstance> {
-  const app = Fastify({ loggerInstance: log as FastifyBaseLogger, bodyLimit: options.bodyLimit, disableRequestLogging: true });
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    bodyLimit: options.bodyLimit,
+    // SSE streams stay open; shutting down must not wait for their clients.
+    forceCloseConnections: true,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   // Bodies stay raw: each API decodes its own encoding (protobuf or JSON).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));

@@ -1,0 +1,97 @@
+// The convergence loop: snapshot the store, plan, apply. Runs on an interval and soon after
+// any committed change; never two passes at once; only while this replica leads.
+
+import type { CoreContext } from '../core/context.js';
+import { applyPlan } from '../core/convergence.js';
+import { plan, type Snapshot } from './planner.js';
+
+export interface ConvergenceOptions {
+  intervalMs: number;
+  /** wait this long after a change before a pass, so bursts of changes share one pass */
+  debounceMs: number;
+  claimTimeoutMs?: number;
+  isLeader: () => boolean;
+}
+
+export interface PassReport {
+  actions: number;
+  applied: number;
+  snapshotMs: number;
+  planMs: number;
+  applyMs: number;
+}
+
+export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number): Promise<Snapshot> {
+  const [desired, actual, cells] = await Promise.all([ctx.store.listDesiredLrps(), ctx.store.listActualLrps(), ctx.store.listCells()]);
+  return { now: ctx.now(), desired, actual, cells, claimTimeoutMs };
+}
+
+export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number): Promise<PassReport> {
+  const t0 = performance.now();
+  const snap = await snapshot(ctx, claimTimeoutMs);
+  const t1 = performance.now();
+  const actions = plan(snap);
+  const t2 = performance.now();
+  const tags = new Map(snap.actual.map((a) => [`${a.actualLrpKey.processGuid}/${a.actualLrpKey.index}`, a.modificationTag.index]));
+  const { applied } = actions.length ? await applyPlan(ctx, actions, tags) : { applied: 0 };
+  const t3 = performance.now();
+  return { actions: actions.length, applied, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
+}
+
+export class ConvergenceLoop {
+  private timer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private readonly onCommit = () => this.soon();
+  lastPass?: PassReport;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly opts: ConvergenceOptions,
+  ) {}
+
+  start(): void {
+    this.ctx.bus.on('committed', this.onCommit);
+    this.timer = setInterval(() => this.trigger(), this.opts.intervalMs);
+    this.trigger();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.ctx.bus.off('committed', this.onCommit);
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+  }
+
+  private soon(): void {
+    if (this.debounce || this.stopped) return;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      this.trigger();
+    }, this.opts.debounceMs);
+  }
+
+  trigger(): void {
+    if (this.stopped || !this.opts.isLeader()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    convergeOnce(this.ctx, this.opts.claimTimeoutMs)
+      .then((report) => {
+        this.lastPass = report;
+        if (report.actions) this.ctx.log.debug(report, 'convergence pass');
+      })
+      .catch((e) => this.ctx.log.error({ err: e }, 'convergence pass failed'))
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.trigger();
+        }
+      });
+  }
+}

@@ -1,0 +1,74 @@
+// Applies the convergence planner's actions. Each action re-reads its instance and goes
+// through the state machine; if the instance moved since the snapshot (its tag changed),
+// the action is skipped — the next pass sees the new state (level-triggered).
+
+import { failPlacement, forgiveCrashes, markSuspect, place, unclaim } from '../model/actual-lrp-machine.js';
+import { DroverError, fail } from '../model/errors.js';
+import type { ActualLrp } from '../model/lrp.js';
+import type { PlanAction } from '../converge/planner.js';
+import { inTransaction, type CoreContext } from './context.js';
+import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
+
+const CHUNK = 500;
+
+export interface ApplyResult {
+  applied: number;
+  skipped: number;
+}
+
+function transitionFor(action: PlanAction, a: ActualLrp, now: number): ActualLrp {
+  switch (action.kind) {
+    case 'restart':
+      if (a.state !== 'CRASHED') fail('invalid_transition', 'no longer crashed');
+      return unclaim(a, now);
+    case 'unclaim':
+      return unclaim(a, now);
+    case 'suspect':
+      return markSuspect(a, now);
+    case 'place':
+      return place(a, action.cellId, now);
+    case 'fail_placement':
+      return failPlacement(a, action.reason, now);
+    case 'forgive':
+      return forgiveCrashes(a, now);
+    default:
+      fail('internal', `no transition for ${action.kind}`);
+  }
+}
+
+/**
+ * Applies a plan in chunks of one transaction each. `tags` holds the modification tag
+ * index each instance had in the snapshot the plan was made from.
+ */
+export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<string, number>): Promise<ApplyResult> {
+  const result: ApplyResult = { applied: 0, skipped: 0 };
+  for (let i = 0; i < plan.length; i += CHUNK) {
+    const chunk = plan.slice(i, i + CHUNK);
+    await inTransaction(ctx, async (tx, emit) => {
+      const now = ctx.now();
+      for (const action of chunk) {
+        try {
+          const a = await tx.getActualLrp(action.processGuid, action.index);
+          if (action.kind === 'create') {
+            if (!a) await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
+            else result.skipped++;
+            continue;
+          }
+          const tag = tags.get(`${action.processGuid}/${action.index}`);
+          if (!a || a.modificationTag.index !== tag) {
+            result.skipped++;
+            continue;
+          }
+          if (action.kind === 'retire') await stopActualLrp(tx, emit, a, now);
+          else await saveActualLrp(tx, emit, a, transitionFor(action, a, now));
+          result.applied++;
+        } catch (e) {
+          // A refused transition means the world moved on; the next pass replans from it.
+          if (!(e instanceof DroverError)) throw e;
+          result.skipped++;
+        }
+      }
+    });
+  }
+  return result;
+}
