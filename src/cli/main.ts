@@ -4,6 +4,11 @@ import { Command, Option } from 'commander';
 import pino from 'pino';
 import { DEFAULT_OPTIONS, startDrover } from '../drover.js';
 import { DEFAULT_BODY_LIMIT } from '../api/http/server.js';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { CellAgent, DEFAULT_AGENT_OPTIONS } from '../agent/cell-agent.js';
+import { ControlPlane } from '../agent/control-plane.js';
+import { logsCommand } from './logs.js';
 import { cellsCommand, desireCommand, listCommand, removeCommand, retireCommand, scaleCommand, type ClientOptions } from './commands.js';
 
 const program = new Command('drover').description('Drover keeps long-running processes alive the way their owners declared them');
@@ -55,6 +60,56 @@ program
     process.once('SIGTERM', () => void stop('SIGTERM'));
     process.once('SIGINT', () => void stop('SIGINT'));
   });
+
+program
+  .command('agent')
+  .description('run a remote cell agent that talks to the control plane over the BBS cell routes')
+  .addOption(flag('--api <urls>', 'control plane URL(s), comma-separated replicas', 'API').default('http://127.0.0.1:8889'))
+  .addOption(flag('--token <token>', 'bearer token of the agent principal', 'TOKEN'))
+  .addOption(flag('--cell-id <id>', 'cell id', 'CELL_ID').default(hostname()))
+  .addOption(flag('--site <site>', 'site', 'SITE').default(''))
+  .addOption(flag('--sections <list>', 'comma-separated sections', 'SECTIONS').default(''))
+  .addOption(flag('--placement-tags <list>', 'comma-separated placement tags', 'PLACEMENT_TAGS').default(''))
+  .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
+  .addOption(flag('--ttl-ms <ms>', 'presence TTL', 'TTL_MS').default(String(DEFAULT_AGENT_OPTIONS.ttlMs)))
+  .addOption(flag('--start-window-ms <ms>', 'alive this long = started', 'START_WINDOW_MS').default(String(DEFAULT_AGENT_OPTIONS.startWindowMs)))
+  .addOption(flag('--log-level <level>', 'pino log level', 'LOG_LEVEL').default('info'))
+  .action(async (o) => {
+    const log = pino({ level: o.logLevel });
+    const list = (v: string) => String(v).split(',').filter(Boolean);
+    const agent = new CellAgent(
+      new ControlPlane(list(o.api), o.token),
+      {
+        ...DEFAULT_AGENT_OPTIONS,
+        cellId: o.cellId,
+        site: o.site,
+        sections: list(o.sections),
+        placementTags: list(o.placementTags),
+        dataDir: join(o.dataDir, 'cells', o.cellId),
+        ttlMs: Number(o.ttlMs),
+        startWindowMs: Number(o.startWindowMs),
+      },
+      log.child({ cell: o.cellId }),
+    );
+    await agent.start();
+    const stop = async () => {
+      await agent.close();
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void stop());
+    process.once('SIGINT', () => void stop());
+  });
+
+program
+  .command('logs')
+  .description("show an instance's log (read from the cell's data dir on this machine)")
+  .argument('<guid>')
+  .argument('[index]', 'instance index', '0')
+  .option('-f, --follow', 'keep printing as the log grows')
+  .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
+  .option('--cell-id <id>', 'cell id (default: every cell in the data dir)')
+  .option('--bytes <n>', 'how much of the end to show', '65536')
+  .action((guid, index, o) => logsCommand(o.dataDir, guid, Number(index), { follow: !!o.follow, cellId: o.cellId, bytes: Number(o.bytes) }));
 
 /** Client commands share --api, --token and --json. */
 function client(name: string, description: string) {
