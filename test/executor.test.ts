@@ -75,7 +75,7 @@ describe('executor', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('sends stdout and stderr to the log file and reports the exit code', async () => {
-    const p = run('echo to-stdout; echo to-stderr >&2; exit 3', 'basic/nested');
+    const p = run('echo to-stdout; echo to-stderr >&2; sleep 0.3; exit 3', 'basic/nested');
     assert.ok(p.pid > 0);
     assert.equal(p.pgid, p.pid);
     assert.equal(typeof p.startTicks, 'number');
