@@ -1,14 +1,14 @@
 // Use cases a cell drives (claim, start, crash, fail, remove) and retire, which anyone with
 // the owner role may ask for. Each is one transition of the ActualLRP state machine.
 
-import { checkRemovable, claim, crash, failPlacement, start } from '../model/actual-lrp-machine.js';
-import type { Principal } from '../model/principal.js';
-import type { ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo } from '../model/lrp.js';
-import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
+import { checkRemovable, claim, crash, EMPTY_INSTANCE_KEY, EMPTY_NET_INFO, failPlacement, start } from '../model/actual-lrp-machine.js';
+import type { Principal, Role } from '../model/principal.js';
+import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo } from '../model/lrp.js';
 import { validateProcessGuid } from '../model/validate.js';
 import { fail } from '../model/errors.js';
+import type { StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
-import { inTransaction, type CoreContext } from './context.js';
+import { inTransaction, type CoreContext, type Emit } from './context.js';
 import { deleteActualLrp, loadActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 
 function requireKey(key: Partial<ActualLrpKey> | undefined): ActualLrpKey {
@@ -24,14 +24,17 @@ function requireInstanceKey(k: Partial<ActualLrpInstanceKey> | undefined): Actua
   return { instanceGuid: k.instanceGuid, cellId: k.cellId };
 }
 
-export async function claimActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey>, instanceKey: Partial<ActualLrpInstanceKey> | undefined, expectedTag?: number) {
-  authorize(p, 'agent');
+type Change<T> = (a: ActualLrp, tx: StoreTx, emit: Emit, now: number) => Promise<T>;
+
+/** The shape of every use case here: check the role and key, load the instance (checking the caller's tag), change it. */
+function onActualLrp<T>(ctx: CoreContext, p: Principal | undefined, role: Role, key: Partial<ActualLrpKey> | undefined, expectedTag: number | undefined, change: Change<T>): Promise<T> {
+  authorize(p, role);
   const k = requireKey(key);
-  const ik = requireInstanceKey(instanceKey);
-  return inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    return saveActualLrp(tx, emit, a, claim(a, ik, ctx.now()));
-  });
+  return inTransaction(ctx, async (tx, emit) => change(await loadActualLrp(tx, k.processGuid, k.index, expectedTag), tx, emit, ctx.now()));
+}
+
+export async function claimActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey>, instanceKey: Partial<ActualLrpInstanceKey> | undefined, expectedTag?: number) {
+  return onActualLrp(ctx, p, 'agent', key, expectedTag, (a, tx, emit, now) => saveActualLrp(tx, emit, a, claim(a, requireInstanceKey(instanceKey), now)));
 }
 
 export async function startActualLrp(
@@ -42,13 +45,9 @@ export async function startActualLrp(
   netInfo: ActualLrpNetInfo | undefined,
   expectedTag?: number,
 ) {
-  authorize(p, 'agent');
-  const k = requireKey(key);
-  const ik = requireInstanceKey(instanceKey);
-  return inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    return saveActualLrp(tx, emit, a, start(a, ik, netInfo ?? EMPTY_NET_INFO, ctx.now()));
-  });
+  return onActualLrp(ctx, p, 'agent', key, expectedTag, (a, tx, emit, now) =>
+    saveActualLrp(tx, emit, a, start(a, requireInstanceKey(instanceKey), netInfo ?? EMPTY_NET_INFO, now)),
+  );
 }
 
 export async function crashActualLrp(
@@ -59,55 +58,28 @@ export async function crashActualLrp(
   reason: string,
   expectedTag?: number,
 ) {
-  authorize(p, 'agent');
-  const k = requireKey(key);
-  const ik = requireInstanceKey(instanceKey);
-  return inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    const after = crash(a, ik, reason, ctx.now());
-    await emit('actual_lrp_crashed', {
-      actualLrpKey: after.actualLrpKey,
-      actualLrpInstanceKey: ik,
-      crashCount: after.crashCount,
-      crashReason: reason,
-      since: after.since,
-    });
+  return onActualLrp(ctx, p, 'agent', key, expectedTag, async (a, tx, emit, now) => {
+    const ik = requireInstanceKey(instanceKey);
+    const after = crash(a, ik, reason, now);
+    await emit('actual_lrp_crashed', { actualLrpKey: after.actualLrpKey, actualLrpInstanceKey: ik, crashCount: after.crashCount, crashReason: reason, since: after.since });
     return saveActualLrp(tx, emit, a, after);
   });
 }
 
 export async function failActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey> | undefined, reason: string, expectedTag?: number) {
-  authorize(p, 'agent');
-  const k = requireKey(key);
-  return inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    return saveActualLrp(tx, emit, a, failPlacement(a, reason, ctx.now()));
-  });
+  return onActualLrp(ctx, p, 'agent', key, expectedTag, (a, tx, emit, now) => saveActualLrp(tx, emit, a, failPlacement(a, reason, now)));
 }
 
 /** The cell stopped the instance (or never started it): the record goes away. */
-export async function removeActualLrp(
-  ctx: CoreContext,
-  p: Principal | undefined,
-  key: Partial<ActualLrpKey>,
-  instanceKey: Partial<ActualLrpInstanceKey> | undefined,
-  expectedTag?: number,
-) {
-  authorize(p, 'agent');
-  const k = requireKey(key);
-  await inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    checkRemovable(a, instanceKey ? { instanceGuid: instanceKey.instanceGuid ?? '', cellId: instanceKey.cellId ?? '' } : { instanceGuid: '', cellId: '' });
+export async function removeActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey>, instanceKey: Partial<ActualLrpInstanceKey> | undefined, expectedTag?: number) {
+  const ik = { ...EMPTY_INSTANCE_KEY, ...instanceKey };
+  return onActualLrp(ctx, p, 'agent', key, expectedTag, async (a, tx, emit) => {
+    checkRemovable(a, ik);
     await deleteActualLrp(tx, emit, a);
   });
 }
 
 /** Stops one instance without touching the desired state; convergence then replaces it. */
 export async function retireActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey> | undefined, expectedTag?: number) {
-  authorize(p, 'owner');
-  const k = requireKey(key);
-  await inTransaction(ctx, async (tx, emit) => {
-    const a = await loadActualLrp(tx, k.processGuid, k.index, expectedTag);
-    await stopActualLrp(tx, emit, a, ctx.now());
-  });
+  return onActualLrp(ctx, p, 'owner', key, expectedTag, (a, tx, emit, now) => stopActualLrp(tx, emit, a, now));
 }
