@@ -12,6 +12,10 @@ import { ConvergenceLoop } from './converge/loop.js';
 import { CellAgent, DEFAULT_AGENT_OPTIONS } from './agent/cell-agent.js';
 import { ControlPlane } from './agent/control-plane.js';
 import { join as joinPath } from 'node:path';
+import { DEFAULT_TOPIC_PREFIX, startMqttInterface, type MqttInterface } from './api/mqtt/locks.js';
+import { watchServices } from './core/services.js';
+import { startGeniInterface, type GeniInterface } from './api/xmlrpc/interface.js';
+import { DEFAULT_APP_ID, DEFAULT_EXCHANGE, DEFAULT_READY_TIMEOUT_MS, ManoAmqpAdapter } from './api/amqp/adapter.js';
 
 export interface DroverOptions {
   dataDir: string;
@@ -29,9 +33,31 @@ export interface DroverOptions {
   startWindowMs: number;
   bodyLimit: number;
   logLevel: string;
+  /** embedded (the default when unset), none, or an external broker's mqtt:// / mqtts:// URL */
   mqtt?: string;
+  /** the embedded broker's plain MQTT address */
+  mqttListen: string;
+  /** the embedded broker's MQTTS address, used when mqttTlsCert and mqttTlsKey are given */
+  mqttsListen: string;
+  mqttTlsCert?: string;
+  mqttTlsKey?: string;
+  /** the Arrowhead base topic; the lock topics are `<prefix>/orchestration/management/lock/...` */
+  mqttTopicPrefix: string;
   amqp?: string;
+  /** the MANO topic exchange */
+  amqpExchange: string;
+  /** Drover's app_id on the MANO bus */
+  amqpAppId: string;
+  /** how long a MANO instantiation (or termination) may take before its second reply is ERROR */
+  manoReadyTimeoutMs: number;
+  /** the GENI AM API's HTTPS address (HOST:PORT); off when unset */
   geni?: string;
+  /** PEM files of the GENI endpoint: all three or none (then Drover makes its own in <data-dir>/pki/) */
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  /** GENI: the TLS client certificate alone authorizes, no credentials are needed */
+  geniTrustCerts?: boolean;
 }
 
 export const DEFAULT_OPTIONS: DroverOptions = {
@@ -46,6 +72,12 @@ export const DEFAULT_OPTIONS: DroverOptions = {
   startWindowMs: DEFAULT_AGENT_OPTIONS.startWindowMs,
   bodyLimit: DEFAULT_BODY_LIMIT,
   logLevel: 'info',
+  mqttListen: '127.0.0.1:1884',
+  mqttsListen: '127.0.0.1:8884',
+  mqttTopicPrefix: DEFAULT_TOPIC_PREFIX,
+  amqpExchange: DEFAULT_EXCHANGE,
+  amqpAppId: DEFAULT_APP_ID,
+  manoReadyTimeoutMs: DEFAULT_READY_TIMEOUT_MS,
 };
 
 export interface RunningDrover {
@@ -54,6 +86,9 @@ export interface RunningDrover {
   url: string;
   agent?: CellAgent;
   convergence: ConvergenceLoop;
+  mqtt?: MqttInterface;
+  amqp?: ManoAmqpAdapter;
+  geni?: GeniInterface;
   close(): Promise<void>;
 }
 
@@ -64,6 +99,27 @@ export function splitHostPort(value: string, flag: string): { host: string; port
   return { host: value.slice(0, i), port };
 }
 
+/** MQTT is on unless `mqtt` is `none`. Only an explicit MQTT setting may stop start-up: the
+ * implicit default (embedded broker on 127.0.0.1:1884) logs and goes on when that port is taken. */
+async function startMqtt(options: DroverOptions, ctx: CoreContext, identities: Identities, log: Logger): Promise<MqttInterface | undefined> {
+  if (options.mqtt === 'none') return undefined;
+  if (!options.mqttTlsCert !== !options.mqttTlsKey) throw new Error('--mqtt-tls-cert and --mqtt-tls-key go together');
+  const mqtts = options.mqttTlsCert && options.mqttTlsKey
+    ? { ...splitHostPort(options.mqttsListen, '--mqtts-listen'), certFile: options.mqttTlsCert, keyFile: options.mqttTlsKey }
+    : undefined;
+  try {
+    return await startMqttInterface(ctx, identities, log.child({ api: 'mqtt' }), {
+      broker: options.mqtt ?? 'embedded',
+      embedded: { listen: splitHostPort(options.mqttListen, '--mqtt-listen'), mqtts },
+      topicPrefix: options.mqttTopicPrefix,
+    });
+  } catch (e) {
+    if (options.mqtt || options.mqttListen !== DEFAULT_OPTIONS.mqttListen || mqtts) throw e;
+    log.error({ err: (e as Error).message }, 'embedded MQTT broker not started (--mqtt none turns MQTT off)');
+    return undefined;
+  }
+}
+
 export async function startDrover(partial: Partial<DroverOptions>, log: Logger = pino({ level: partial.logLevel ?? 'info' })): Promise<RunningDrover> {
   const options = { ...DEFAULT_OPTIONS, ...partial };
   const dataDir = resolve(options.dataDir);
@@ -72,13 +128,16 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   if (identities.open) log.warn('no --auth file: open mode, every caller is an operator');
   const store = await openStore(options.store, dataDir);
   const ctx: CoreContext = { store, bus: new EventBus(), log, now: Date.now };
-  const http = await buildHttpServer(ctx, identities, log, { bodyLimit: options.bodyLimit });
+  const mqtt = await startMqtt(options, ctx, identities, log);
+  // lastPass is read at scrape time, once `convergence` (below) exists.
+  const http = await buildHttpServer(ctx, identities, log, { bodyLimit: options.bodyLimit, dataDir, lastPass: () => convergence.lastPass });
   const { host, port } = splitHostPort(options.http, '--http');
   await http.listen({ host, port });
   const address = http.server.address();
   const url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
   const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 5, isLeader: () => true });
   convergence.start();
+  const stopWatchingServices = watchServices(ctx, options.convergeIntervalMs);
   // The in-process agent talks to this very server over HTTP: one code path with remote agents.
   const agent = options.agent
     ? new CellAgent(
@@ -96,15 +155,42 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
       )
     : undefined;
   await agent?.start();
+  const amqp = options.amqp
+    ? new ManoAmqpAdapter(ctx, identities, log.child({ api: 'amqp' }), {
+        url: options.amqp,
+        exchange: options.amqpExchange,
+        appId: options.amqpAppId,
+        readyTimeoutMs: options.manoReadyTimeoutMs,
+      })
+    : undefined;
+  await amqp?.start();
+  const geni = options.geni
+    ? await startGeniInterface(ctx, identities, log.child({ api: 'geni' }), {
+        ...splitHostPort(options.geni, '--geni'),
+        dataDir,
+        tlsCert: options.tlsCert,
+        tlsKey: options.tlsKey,
+        tlsCa: options.tlsCa,
+        bodyLimit: options.bodyLimit,
+        am: { trustCerts: options.geniTrustCerts },
+      })
+    : undefined;
   log.info({ url, store: store.kind, dataDir, cellId: agent?.cellId }, 'drover is serving');
   return {
     ctx,
     url,
     agent,
     convergence,
+    mqtt,
+    amqp,
+    geni,
     async close() {
+      await geni?.close();
+      await amqp?.close();
       convergence.stop();
+      await stopWatchingServices();
       await agent?.close();
+      await mqtt?.close();
       await http.close();
       await store.close();
     },

@@ -1,6 +1,6 @@
 // Shared test fixtures: real stores (a SQLite file, a PostgreSQL schema of its own).
 
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -54,4 +54,32 @@ export function storeFixtures(): StoreFixture[] {
       cleanup: () => dropSchema(schema),
     },
   ];
+}
+
+/** Live (non-zombie) pids whose environment has `name=value` (or a value starting with it). */
+export function processesWithEnv(name: string, value: string, prefix = false): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (!env.some((kv) => (prefix ? kv.startsWith(`${name}=${value}`) : kv === `${name}=${value}`))) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (!/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return pids;
+}
+
+/** Polls `probe` until it gives something other than undefined. */
+export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -4,18 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { eligibleCells, plan, PLAN_REASONS, targetInstances, type PlanAction, type Snapshot } from '../src/converge/planner.js';
-import {
-  claim,
-  failPlacement,
-  forgiveCrashes,
-  markSuspect,
-  newActualLrp,
-  place,
-  requestStop,
-  start,
-  unclaim,
-  EMPTY_NET_INFO,
-} from '../src/model/actual-lrp-machine.js';
+import { claim, newActualLrp, requestStop, start, EMPTY_NET_INFO } from '../src/model/actual-lrp-machine.js';
+import { transitionFor } from '../src/converge/transitions.js';
 import type { ActualLrp, DesiredLrp, DroverPlacement, PlacementStrategy } from '../src/model/lrp.js';
 import type { Cell } from '../src/model/cell.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
@@ -100,27 +90,11 @@ function apply(s: Snapshot, actions: PlanAction[]): Snapshot {
     }
     const a = byKey.get(k);
     assert.ok(a, `${act.kind} of missing ${k}`);
-    switch (act.kind) {
-      case 'retire':
-        if (a.state === 'UNCLAIMED' || a.state === 'CRASHED') byKey.delete(k);
-        else byKey.set(k, requestStop(a, s.now));
-        break;
-      case 'restart':
-      case 'unclaim':
-        byKey.set(k, unclaim(a, s.now));
-        break;
-      case 'suspect':
-        byKey.set(k, markSuspect(a, s.now));
-        break;
-      case 'place':
-        byKey.set(k, place(a, act.cellId, s.now));
-        break;
-      case 'fail_placement':
-        byKey.set(k, failPlacement(a, act.reason, s.now));
-        break;
-      case 'forgive':
-        byKey.set(k, forgiveCrashes(a, s.now, s.policy ?? DEFAULT_RESTART_POLICY));
-        break;
+    if (act.kind === 'retire') {
+      if (a.state === 'UNCLAIMED' || a.state === 'CRASHED') byKey.delete(k);
+      else byKey.set(k, requestStop(a, s.now));
+    } else {
+      byKey.set(k, transitionFor(act, a, s.now, s.policy ?? DEFAULT_RESTART_POLICY));
     }
   }
   return { ...s, actual: [...byKey.values()] };
@@ -302,13 +276,13 @@ test('dead cell: suspect, then unclaim, then placed on a live cell', () => {
   assert.deepEqual(compact(plan(s)), ['place web/0@c2', 'place web/1@c2']);
 });
 
-test('a suspect whose cell came back, and a stopping instance on a dead cell, are left alone', () => {
+test('a suspect whose cell came back is ordinary again; a stopping instance on a dead cell is left alone', () => {
   const s = snap({
     desired: [desired('web', { instances: 2 })],
     actual: [running('web', 0, 'c1', { presence: 'SUSPECT' }), running('web', 1, 'c2', { stopRequested: true })],
     cells: [cell('c1'), dead(cell('c2')), cell('c3')],
   });
-  assert.deepEqual(plan(s), []);
+  assert.deepEqual(plan(s), [{ kind: 'unsuspect', processGuid: 'web', index: 0 }]);
 });
 
 test('a missing cell counts as dead; a suspect stays put while no other cell can take it', () => {

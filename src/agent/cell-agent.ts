@@ -3,7 +3,7 @@
 
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
 import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
@@ -11,6 +11,7 @@ import { adoptProcess, processGroupAlive, processStartTime, rotateLogIfLarge, sp
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
 import type { ControlPlane } from './control-plane.js';
+import { prepareInstance } from './prepare.js';
 
 export interface CellAgentOptions {
   cellId: string;
@@ -46,8 +47,8 @@ const keyOf = (k: ActualLrpKey) => `${k.processGuid}/${k.index}`;
 
 export class CellAgent {
   private readonly running = new Map<string, Supervised>();
-  /** instances with an operation in flight, so a sync never acts on them twice */
-  private readonly busy = new Set<string>();
+  /** instances with operations in flight (how many), so a sync never acts on them twice */
+  private readonly busy = new Map<string, number>();
   private readonly records: InstanceRecords;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatching: () => void = () => {};
@@ -169,11 +170,19 @@ export class CellAgent {
     }
   }
 
-  private track(key: string, op: () => Promise<unknown>): void {
-    this.busy.add(key);
-    void op()
-      .catch((e) => this.log.debug({ lrp: key, err: (e as Error).message }, 'instance operation refused'))
-      .finally(() => this.busy.delete(key));
+  /** Runs an operation on one instance; the instance stays busy until every one of them is done. */
+  private track(key: string, op: () => Promise<unknown>): Promise<void> {
+    this.busy.set(key, (this.busy.get(key) ?? 0) + 1);
+    return op()
+      .then(
+        () => undefined,
+        (e) => this.log.debug({ lrp: key, err: (e as Error).message }, 'instance operation refused'),
+      )
+      .finally(() => {
+        const left = (this.busy.get(key) ?? 1) - 1;
+        if (left > 0) this.busy.set(key, left);
+        else this.busy.delete(key);
+      });
   }
 
   private netInfo() {
@@ -194,7 +203,14 @@ export class CellAgent {
     const dir = run.dir && isAbsolute(run.dir) ? run.dir : join(this.opts.dataDir, 'work', processGuid, String(index), run.dir ?? '');
     mkdirSync(dir, { recursive: true });
     const logFile = join(this.opts.dataDir, 'logs', processGuid, `${index}.log`);
-    const proc = spawnProcess({ path: run.path, args: run.args ?? [], env, dir, user: run.user || undefined, logFile });
+    // attachment, macros, a leader's fence (prepare.ts); what fails there is this start's crash
+    const prepare = { cellId: this.opts.cellId, dataDir: this.opts.dataDir, webservers: this.cp.urls, fetchBytes: (p: string) => this.cp.fetchBytes(p) };
+    const cmd = await prepareInstance(prepare, desired, { path: run.path, args: run.args ?? [], env }, dir, dirname(logFile)).catch((e: Error) => e);
+    if (cmd instanceof Error) {
+      await this.cp.crash(a.actualLrpKey, ik, cmd.message);
+      return;
+    }
+    const proc = spawnProcess({ ...cmd, dir, user: run.user || undefined, logFile });
     if (proc.pid === 0) {
       await this.cp.crash(a.actualLrpKey, ik, (await proc.exited).reason);
       return;
@@ -213,7 +229,7 @@ export class CellAgent {
     this.records.put(record);
     const s: Supervised = { record, proc, key: a.actualLrpKey, stopping: false };
     this.supervise(s);
-    const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env });
+    const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env: cmd.env });
     if (started && !s.stopping) await this.cp.start(a.actualLrpKey, ik, this.netInfo());
     else if (!started && proc.alive()) await this.stopProcess(s); // unhealthy: the exit watcher reports the crash
   }
@@ -235,20 +251,20 @@ export class CellAgent {
   /** Watches one process: an exit nobody asked for is a crash. */
   private supervise(s: Supervised): void {
     this.running.set(s.record.instanceGuid, s);
-    void s.proc.exited.then(async (info) => {
+    void s.proc.exited.then((info) => {
       this.running.delete(s.record.instanceGuid);
       this.records.delete(s.record.instanceGuid);
       if (s.stopping || this.closed) return;
       const ik = { instanceGuid: s.record.instanceGuid, cellId: this.opts.cellId };
       this.log.info({ lrp: keyOf(s.key), reason: info.reason }, 'instance crashed');
-      try {
+      // Busy until the crash is reported: a sync in between would find the instance RUNNING
+      // here with no process and report it lost, and this report (with the real reason) would
+      // then be refused.
+      void this.track(keyOf(s.key), async () => {
         // a leftover child of the group would otherwise outlive its leader
         if (processGroupAlive(s.proc.pgid)) await stopProcessGroup(s.proc.pgid, 1000);
         await this.cp.crash(s.key, ik, info.reason);
-      } catch (e) {
-        this.log.debug({ lrp: keyOf(s.key), err: (e as Error).message }, 'crash report refused');
-      }
-      this.sync();
+      }).then(() => this.sync());
     });
   }
 

@@ -20,7 +20,7 @@ export class ControlPlane {
   private current = 0;
 
   constructor(
-    private readonly urls: string[],
+    readonly urls: string[],
     private readonly token?: string,
   ) {
     if (urls.length === 0) throw new Error('at least one control plane URL is required');
@@ -42,6 +42,26 @@ export class ControlPlane {
         const response = decodeMessage<{ error?: { type: string; message: string } } & T>(responseType, Buffer.from(await res.arrayBuffer()), JSON_TYPE);
         if (response.error) throw new ControlPlaneError(String(response.error.type), response.error.message);
         return response;
+      } catch (e) {
+        if (e instanceof ControlPlaneError) throw e;
+        lastError = e;
+        this.current = (this.current + 1) % this.urls.length;
+      }
+    }
+    throw lastError;
+  }
+
+  /** GETs bytes (an attachment): a path on the control plane, failing over as `call` does. */
+  async fetchBytes(path: string): Promise<Buffer> {
+    let lastError: unknown;
+    for (let attempt = 0; attempt < this.urls.length; attempt++) {
+      const url = new URL(path, this.url);
+      // the token is for the control plane only, not for an absolute URL elsewhere
+      const headers: Record<string, string> = this.token && url.origin === new URL(this.url).origin ? { authorization: `Bearer ${this.token}` } : {};
+      try {
+        const res = await fetch(url, { headers });
+        if (!res.ok) throw new ControlPlaneError(`HTTP ${res.status}`, await res.text());
+        return Buffer.from(await res.arrayBuffer());
       } catch (e) {
         if (e instanceof ControlPlaneError) throw e;
         lastError = e;

@@ -15,25 +15,35 @@ function print(opts: ClientOptions, data: unknown, text: () => string): void {
   console.log(opts.json ? JSON.stringify(data, null, 2) : text());
 }
 
-export async function listCommand(opts: ClientOptions & { domain?: string }): Promise<void> {
+export interface Listing {
+  desired_lrps: Json[];
+  actual_lrps: Json[];
+}
+
+export async function fetchListing(opts: ApiTarget & { domain?: string }): Promise<Listing> {
   const [desired, actual] = await Promise.all([
     bbsCall<Json>(opts, '/v1/desired_lrps/list.r2', { domain: opts.domain ?? '' }),
     bbsCall<Json>(opts, '/v1/actual_lrp_groups/list', { domain: opts.domain ?? '' }),
   ]);
-  const desiredLrps: Json[] = desired.desired_lrps ?? [];
-  const instances: Json[] = (actual.actual_lrp_groups ?? []).map((g: Json) => g.instance ?? g.evacuating);
-  print(opts, { desired_lrps: desiredLrps, actual_lrps: instances }, () => {
-    const running = (guid: string) => instances.filter((a) => a.process_guid === guid && a.state === 'RUNNING').length;
-    const desiredTable = table(
-      ['PROCESS_GUID', 'DOMAIN', 'INSTANCES', 'RUNNING', 'ANNOTATION'],
-      desiredLrps.map((d) => [d.process_guid, d.domain, d.instances ?? 0, running(d.process_guid), (d.annotation ?? '').slice(0, 30)]),
-    );
-    const actualTable = table(
-      ['PROCESS_GUID', 'INDEX', 'STATE', 'CELL', 'SINCE', 'CRASHES', 'REASON'],
-      instances.map((a) => [a.process_guid, a.index ?? 0, a.state + (a.presence && a.presence !== 'ORDINARY' ? `/${a.presence}` : ''), a.cell_id || a.target_cell_id || '-', ago(a.since), a.crash_count ?? 0, a.crash_reason || a.placement_error || '']),
-    );
-    return `${desiredTable}\n\n${actualTable}`;
-  });
+  return { desired_lrps: desired.desired_lrps ?? [], actual_lrps: (actual.actual_lrp_groups ?? []).map((g: Json) => g.instance ?? g.evacuating) };
+}
+
+export function renderListing({ desired_lrps: desiredLrps, actual_lrps: instances }: Listing): string {
+  const running = (guid: string) => instances.filter((a) => a.process_guid === guid && a.state === 'RUNNING').length;
+  const desiredTable = table(
+    ['PROCESS_GUID', 'DOMAIN', 'INSTANCES', 'RUNNING', 'ANNOTATION'],
+    desiredLrps.map((d) => [d.process_guid, d.domain, d.instances ?? 0, running(d.process_guid), (d.annotation ?? '').slice(0, 30)]),
+  );
+  const actualTable = table(
+    ['PROCESS_GUID', 'INDEX', 'STATE', 'CELL', 'SINCE', 'CRASHES', 'REASON'],
+    instances.map((a) => [a.process_guid, a.index ?? 0, a.state + (a.presence && a.presence !== 'ORDINARY' ? `/${a.presence}` : ''), a.cell_id || a.target_cell_id || '-', ago(a.since), a.crash_count ?? 0, a.crash_reason || a.placement_error || '']),
+  );
+  return `${desiredTable}\n\n${actualTable}`;
+}
+
+export async function listCommand(opts: ClientOptions & { domain?: string }): Promise<void> {
+  const listing = await fetchListing(opts);
+  print(opts, listing, () => renderListing(listing));
 }
 
 /** Reads a DesiredLRP in BBS JSON (snake_case) from a JSON or YAML file, bare or wrapped. */
@@ -44,17 +54,21 @@ export function readDesiredLrpFile(file: string): Json {
   return doc.desired_lrp ?? doc;
 }
 
-export async function desireCommand(opts: ClientOptions & { file: string }): Promise<void> {
+/** Returns the process guid (for --wait). */
+export async function desireCommand(opts: ClientOptions & { file: string }): Promise<string> {
   const desired = readDesiredLrpFile(opts.file);
   await bbsCall(opts, '/v1/desired_lrp/desire.r2', { desired_lrp: desired });
   print(opts, { process_guid: desired.process_guid }, () => `desired ${desired.process_guid}`);
+  return desired.process_guid;
 }
 
-export async function scaleCommand(opts: ClientOptions, guid: string, instances: string): Promise<void> {
+/** Returns the process guid (for --wait). */
+export async function scaleCommand(opts: ClientOptions, guid: string, instances: string): Promise<string> {
   const n = Number(instances);
   if (!Number.isInteger(n) || n < 0) throw new Error(`instances must be a non-negative integer, got ${instances}`);
   await bbsCall(opts, '/v1/desired_lrp/update', { process_guid: guid, update: { instances: n } });
   print(opts, { process_guid: guid, instances: n }, () => `scaled ${guid} to ${n}`);
+  return guid;
 }
 
 export async function removeCommand(opts: ClientOptions, guid: string): Promise<void> {

@@ -9,12 +9,21 @@ import { join } from 'node:path';
 import { CellAgent, DEFAULT_AGENT_OPTIONS } from '../agent/cell-agent.js';
 import { ControlPlane } from '../agent/control-plane.js';
 import { logsCommand } from './logs.js';
+import { certsCredentialCommand, certsIssueCommand, sliceCommand } from './geni.js';
+import { DEFAULT_GENI_LISTEN } from '../api/xmlrpc/interface.js';
 import { cellsCommand, desireCommand, listCommand, removeCommand, retireCommand, scaleCommand, type ClientOptions } from './commands.js';
+import { DEFAULT_WAIT_SECONDS, waitIfAsked, watchList } from './watch.js';
 
 const program = new Command('drover').description('Drover keeps long-running processes alive the way their owners declared them');
 
 /** Every serve flag can also come from the environment as DROVER_<FLAG>. */
 const flag = (spec: string, description: string, env: string) => new Option(spec, description).env(`DROVER_${env}`);
+
+function positiveInt(value: string, flagName: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flagName} must be a positive integer, got ${value}`);
+  return n;
+}
 
 program
   .command('serve')
@@ -27,11 +36,24 @@ program
   .addOption(flag('--site <site>', 'site of the in-process agent', 'SITE').default(''))
   .addOption(flag('--sections <list>', 'comma-separated sections the in-process agent serves', 'SECTIONS').default(''))
   .addOption(flag('--no-agent', 'do not run an in-process cell agent', 'NO_AGENT'))
+  .addOption(flag('--cell-ttl-ms <ms>', 'presence TTL of the in-process agent', 'CELL_TTL_MS').default(String(DEFAULT_OPTIONS.cellTtlMs)))
   .addOption(flag('--body-limit <bytes>', 'largest accepted request body', 'BODY_LIMIT').default(String(DEFAULT_BODY_LIMIT)))
   .addOption(flag('--log-level <level>', 'pino log level', 'LOG_LEVEL').default('info'))
-  .addOption(flag('--mqtt <broker>', 'embedded | mqtt://... | mqtts://... (Arrowhead locks)', 'MQTT'))
+  .addOption(flag('--mqtt <broker>', 'embedded (default) | none | mqtt://... | mqtts://... (Arrowhead locks)', 'MQTT'))
+  .addOption(flag('--mqtt-listen <host:port>', 'embedded broker MQTT address', 'MQTT_LISTEN').default(DEFAULT_OPTIONS.mqttListen))
+  .addOption(flag('--mqtts-listen <host:port>', 'embedded broker MQTTS address (with --mqtt-tls-cert/-key)', 'MQTTS_LISTEN').default(DEFAULT_OPTIONS.mqttsListen))
+  .addOption(flag('--mqtt-tls-cert <file>', 'PEM certificate (chain) of the embedded MQTTS listener', 'MQTT_TLS_CERT'))
+  .addOption(flag('--mqtt-tls-key <file>', 'PEM private key of the embedded MQTTS listener', 'MQTT_TLS_KEY'))
+  .addOption(flag('--mqtt-topic-prefix <prefix>', 'Arrowhead base topic of the lock topics', 'MQTT_TOPIC_PREFIX').default(DEFAULT_OPTIONS.mqttTopicPrefix))
   .addOption(flag('--amqp <url>', 'RabbitMQ URL (MANO lifecycle)', 'AMQP'))
-  .addOption(flag('--geni <host:port>', 'GENI AM API listen address', 'GENI'))
+  .addOption(flag('--amqp-exchange <name>', 'MANO topic exchange', 'AMQP_EXCHANGE').default(DEFAULT_OPTIONS.amqpExchange))
+  .addOption(flag('--amqp-app-id <id>', "Drover's app_id on the MANO bus", 'AMQP_APP_ID').default(DEFAULT_OPTIONS.amqpAppId))
+  .addOption(flag('--mano-ready-timeout-ms <ms>', 'MANO instantiate/terminate: ERROR if not done by then', 'MANO_READY_TIMEOUT_MS').default(String(DEFAULT_OPTIONS.manoReadyTimeoutMs)))
+  .addOption(flag('--geni [host:port]', `GENI AM API v3 over HTTPS (XML-RPC); ${DEFAULT_GENI_LISTEN} when no address is given`, 'GENI').preset(DEFAULT_GENI_LISTEN))
+  .addOption(flag('--tls-cert <file>', 'GENI: PEM certificate of the HTTPS endpoint (with --tls-key, --tls-ca; default: Drover makes its own in <data-dir>/pki/)', 'TLS_CERT'))
+  .addOption(flag('--tls-key <file>', 'GENI: PEM private key of the HTTPS endpoint', 'TLS_KEY'))
+  .addOption(flag('--tls-ca <file>', 'GENI: PEM CA bundle that client certificates and credentials must come from', 'TLS_CA'))
+  .addOption(flag('--geni-trust-certs', 'GENI: the client certificate alone authorizes (no credentials needed)', 'GENI_TRUST_CERTS'))
   .action(async (o) => {
     const log = pino({ level: o.logLevel });
     const drover = await startDrover(
@@ -44,11 +66,24 @@ program
         site: o.site,
         sections: o.sections ? String(o.sections).split(',').filter(Boolean) : [],
         agent: o.agent,
-        bodyLimit: Number(o.bodyLimit),
+        cellTtlMs: positiveInt(o.cellTtlMs, '--cell-ttl-ms'),
+        bodyLimit: positiveInt(o.bodyLimit, '--body-limit'),
         logLevel: o.logLevel,
         mqtt: o.mqtt,
+        mqttListen: o.mqttListen,
+        mqttsListen: o.mqttsListen,
+        mqttTlsCert: o.mqttTlsCert,
+        mqttTlsKey: o.mqttTlsKey,
+        mqttTopicPrefix: o.mqttTopicPrefix,
         amqp: o.amqp,
+        amqpExchange: o.amqpExchange,
+        amqpAppId: o.amqpAppId,
+        manoReadyTimeoutMs: positiveInt(o.manoReadyTimeoutMs, '--mano-ready-timeout-ms'),
         geni: o.geni,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        tlsCa: o.tlsCa,
+        geniTrustCerts: !!o.geniTrustCerts,
       },
       log,
     );
@@ -86,8 +121,8 @@ program
         sections: list(o.sections),
         placementTags: list(o.placementTags),
         dataDir: join(o.dataDir, 'cells', o.cellId),
-        ttlMs: Number(o.ttlMs),
-        startWindowMs: Number(o.startWindowMs),
+        ttlMs: positiveInt(o.ttlMs, '--ttl-ms'),
+        startWindowMs: positiveInt(o.startWindowMs, '--start-window-ms'),
       },
       log.child({ cell: o.cellId }),
     );
@@ -111,9 +146,29 @@ program
   .option('--bytes <n>', 'how much of the end to show', '65536')
   .action((guid, index, o) => logsCommand(o.dataDir, guid, Number(index), { follow: !!o.follow, cellId: o.cellId, bytes: Number(o.bytes) }));
 
+const certs = program.command('certs').description("GENI client certificates and credentials from Drover's own CA (<data-dir>/pki/)");
+certs
+  .command('issue')
+  .description('issue a client certificate naming a GENI user URN (writes <name>.pem and <name>-key.pem)')
+  .requiredOption('--urn <urn>', 'urn:publicid:IDN+<authority>+user+<name>')
+  .option('--out <dir>', 'where to write the files', '.')
+  .option('--days <n>', 'validity in days')
+  .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
+  .action((o) => certsIssueCommand(o));
+certs
+  .command('credential')
+  .description('issue a geni_sfa v3 slice credential for a user (XML on stdout or --out)')
+  .requiredOption('--slice <urn>', 'urn:publicid:IDN+<authority>+slice+<name>')
+  .requiredOption('--user <urn>', 'the GENI user URN it is issued to')
+  .option('--privileges <list>', 'comma-separated privileges', '*')
+  .option('--days <n>', 'validity in days', '30')
+  .option('--out <file>', 'write it here instead of stdout')
+  .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
+  .action((o) => certsCredentialCommand(o));
+
 /** Client commands share --api, --token and --json. */
-function client(name: string, description: string) {
-  return program
+function client(name: string, description: string, parent: Command = program) {
+  return parent
     .command(name)
     .description(description)
     .addOption(new Option('--api <url>', 'Drover API URL').env('DROVER_API').default('http://127.0.0.1:8889'))
@@ -121,16 +176,21 @@ function client(name: string, description: string) {
     .option('--json', 'print JSON');
 }
 
+/** --wait: show progress until every instance is RUNNING (see watch.ts). */
+const waitable = (cmd: Command) =>
+  cmd.option('--wait', 'show progress until the target number of instances is RUNNING').option('--timeout <seconds>', 'give up waiting after this long', String(DEFAULT_WAIT_SECONDS));
+
 client('ls', 'list desired LRPs and their instances')
   .option('--domain <domain>', 'only this domain')
-  .action((o) => listCommand(o));
-client('desire', 'desire an LRP from a JSON or YAML file')
+  .option('-w, --watch', 'print again after every change, until interrupted')
+  .action((o) => (o.watch ? watchList(o) : listCommand(o)));
+waitable(client('desire', 'desire an LRP from a JSON or YAML file'))
   .requiredOption('-f, --file <file>', 'DesiredLRP file')
-  .action((o) => desireCommand(o));
-client('scale', 'set the instance count of a desired LRP')
+  .action(async (o) => waitIfAsked(o, await desireCommand(o)));
+waitable(client('scale', 'set the instance count of a desired LRP'))
   .argument('<guid>')
   .argument('<instances>')
-  .action((guid, n, o: ClientOptions) => scaleCommand(o, guid, n));
+  .action(async (guid, n, o: ClientOptions) => waitIfAsked(o, await scaleCommand(o, guid, n)));
 client('remove', 'remove a desired LRP and stop its instances')
   .argument('<guid>')
   .action((guid, o: ClientOptions) => removeCommand(o, guid));
@@ -139,6 +199,16 @@ client('retire', 'stop one instance (it is replaced by convergence)')
   .argument('<index>')
   .action((guid, index, o: ClientOptions) => retireCommand(o, guid, index));
 client('cells', 'list cells').action((o) => cellsCommand(o));
+
+const slice = program.command('slice').description('operator actions on a GENI slice that was Shutdown (HTTP API, operator token)');
+for (const [action, description] of [
+  ['restore', 'lift the Shutdown: the slivers run again and the experimenter may act on them'],
+  ['delete', 'delete the slice and its slivers (working directories and logs stay on the cells)'],
+] as const) {
+  client(action, description, slice)
+    .argument('<urn>', 'slice URN')
+    .action((urn: string, o) => sliceCommand(o, action, urn));
+}
 
 program.parseAsync().catch((e: Error) => {
   console.error(`drover: ${e.message}`);

@@ -22,7 +22,10 @@ export interface PassReport {
 }
 
 export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number): Promise<Snapshot> {
-  const [desired, actual, cells] = await Promise.all([ctx.store.listDesiredLrps(), ctx.store.listActualLrps(), ctx.store.listCells()]);
+  // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
+  // must look like missing instances (creates the applier skips), never like orphans to retire.
+  const actual = await ctx.store.listActualLrps();
+  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrps(), ctx.store.listCells()]);
   return { now: ctx.now(), desired, actual, cells, claimTimeoutMs };
 }
 

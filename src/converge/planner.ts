@@ -21,7 +21,7 @@
 
 import type { ActualLrp, DesiredLrp, PlacementStrategy } from '../model/lrp.js';
 import { cellAlive, type Cell } from '../model/cell.js';
-import { DEFAULT_RESTART_POLICY, restartDue, type RestartPolicy } from '../model/restart-policy.js';
+import { DEFAULT_RESTART_POLICY, restartDue, restartPolicyFor, type RestartPolicy } from '../model/restart-policy.js';
 
 export const DEFAULT_CLAIM_TIMEOUT_MS = 30_000;
 
@@ -42,6 +42,7 @@ export type PlanAction =
   | { kind: 'retire'; processGuid: string; index: number; reason: string }
   | { kind: 'restart'; processGuid: string; index: number }
   | { kind: 'suspect'; processGuid: string; index: number; cellId: string }
+  | { kind: 'unsuspect'; processGuid: string; index: number }
   | { kind: 'unclaim'; processGuid: string; index: number; reason: string }
   | { kind: 'place'; processGuid: string; index: number; cellId: string }
   | { kind: 'fail_placement'; processGuid: string; index: number; reason: string }
@@ -337,7 +338,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
     }
     switch (a.state) {
       case 'CRASHED':
-        if (restartDue(a.crashCount, a.since, now, policy)) out.push({ kind: 'restart', processGuid: guid, index: i });
+        if (restartDue(a.crashCount, a.since, now, restartPolicyFor(d!.restart, a.crashReason, policy))) out.push({ kind: 'restart', processGuid: guid, index: i });
         return;
       case 'UNCLAIMED': {
         const t = a.targetCellId;
@@ -353,6 +354,12 @@ export function plan(snapshot: Snapshot): PlanAction[] {
           else if (a.presence === 'SUSPECT' && currentGroup().cells.length > 0) {
             out.push({ kind: 'unclaim', processGuid: guid, index: i, reason: PLAN_REASONS.cellLost });
           }
+          return;
+        }
+        if (a.presence === 'SUSPECT') {
+          // its cell is back (and still has it): it is an ordinary instance again, as in BBS
+          count(cellId);
+          out.push({ kind: 'unsuspect', processGuid: guid, index: i });
           return;
         }
         if (a.state === 'CLAIMED' && now - a.since >= claimTimeoutMs) {

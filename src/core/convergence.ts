@@ -2,10 +2,9 @@
 // through the state machine; if the instance moved since the snapshot (its tag changed),
 // the action is skipped — the next pass sees the new state (level-triggered).
 
-import { failPlacement, forgiveCrashes, markSuspect, place, unclaim } from '../model/actual-lrp-machine.js';
-import { DroverError, fail } from '../model/errors.js';
-import type { ActualLrp } from '../model/lrp.js';
+import { DroverError } from '../model/errors.js';
 import type { PlanAction } from '../converge/planner.js';
+import { transitionFor } from '../converge/transitions.js';
 import { inTransaction, type CoreContext } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 
@@ -16,25 +15,6 @@ export interface ApplyResult {
   skipped: number;
 }
 
-function transitionFor(action: PlanAction, a: ActualLrp, now: number): ActualLrp {
-  switch (action.kind) {
-    case 'restart':
-      if (a.state !== 'CRASHED') fail('invalid_transition', 'no longer crashed');
-      return unclaim(a, now);
-    case 'unclaim':
-      return unclaim(a, now);
-    case 'suspect':
-      return markSuspect(a, now);
-    case 'place':
-      return place(a, action.cellId, now);
-    case 'fail_placement':
-      return failPlacement(a, action.reason, now);
-    case 'forgive':
-      return forgiveCrashes(a, now);
-    default:
-      fail('internal', `no transition for ${action.kind}`);
-  }
-}
 
 /**
  * Applies a plan in chunks of one transaction each. `tags` holds the modification tag

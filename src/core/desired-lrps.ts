@@ -9,6 +9,7 @@ import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext, type Emit } from './context.js';
 import { createActualLrp, stopActualLrp } from './actual-lrps.js';
+import { requireChangeAllowed, requireServiceOpen } from './guards.js';
 
 export async function loadDesiredLrp(tx: StoreReads, processGuid: string): Promise<DesiredLrp> {
   const d = await tx.getDesiredLrp(validateProcessGuid(processGuid));
@@ -16,12 +17,6 @@ export async function loadDesiredLrp(tx: StoreReads, processGuid: string): Promi
   return d;
 }
 
-/** A desired LRP of a shut-down service is frozen until an operator restores it. */
-export async function requireServiceOpen(tx: StoreTx, d: DesiredLrp): Promise<void> {
-  if (!d.serviceId) return;
-  const service = await tx.getService(d.serviceId);
-  if (service?.shutdown) fail('shut_down', `service ${service.id} of ${d.processGuid} is shut down`);
-}
 
 function targetInstances(d: DesiredLrp): number {
   return d.enabled ? d.instances : 0;
@@ -48,11 +43,23 @@ export async function desireLrp(ctx: CoreContext, p: Principal | undefined, inpu
   d.modificationTag = { epoch: randomUUID(), index: 0 };
   return inTransaction(ctx, async (tx, emit) => {
     await requireServiceOpen(tx, d);
-    await tx.insertDesiredLrp(d);
-    await emit('desired_lrp_created', { desiredLrp: d });
-    await reconcileInstances(tx, emit, d, ctx.now());
+    await insertDesiredLrp(tx, emit, d, ctx.now());
     return d;
   });
+}
+
+/** Stores a new desired LRP and creates its instances, in the caller's transaction. */
+export async function insertDesiredLrp(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
+  await tx.insertDesiredLrp(d);
+  await emit('desired_lrp_created', { desiredLrp: d });
+  await reconcileInstances(tx, emit, d, now);
+}
+
+/** Deletes a desired LRP in the caller's transaction: unstarted instances go now, running ones are stopped by their cells. */
+export async function deleteDesiredLrp(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
+  await tx.deleteDesiredLrp(d.processGuid);
+  await emit('desired_lrp_removed', { desiredLrp: d });
+  for (const a of await tx.listActualLrps({ processGuid: d.processGuid })) await stopActualLrp(tx, emit, a, now);
 }
 
 export async function updateDesiredLrp(
@@ -61,15 +68,16 @@ export async function updateDesiredLrp(
   processGuid: string,
   update: DesiredLrpUpdate | undefined,
   expectedTag?: number,
+  force = false,
 ): Promise<DesiredLrp> {
-  authorize(p, 'owner');
+  const caller = authorize(p, 'owner');
   const u = validateUpdate(update);
   return inTransaction(ctx, async (tx, emit) => {
     const before = await loadDesiredLrp(tx, processGuid);
     if (expectedTag !== undefined && before.modificationTag.index !== expectedTag) {
       fail('conflict', `desired LRP ${processGuid} was modified (tag ${before.modificationTag.index}, expected ${expectedTag})`);
     }
-    await requireServiceOpen(tx, before);
+    await requireChangeAllowed(ctx, tx, before, caller, force);
     const after = applyUpdate(before, u);
     await tx.updateDesiredLrp(after);
     await emit('desired_lrp_changed', { before, after });
@@ -91,13 +99,11 @@ export function applyUpdate(d: DesiredLrp, u: DesiredLrpUpdate): DesiredLrp {
 }
 
 /** Removes the desired LRP: unstarted instances go now, running ones are stopped by their cells. */
-export async function removeDesiredLrp(ctx: CoreContext, p: Principal | undefined, processGuid: string): Promise<void> {
-  authorize(p, 'owner');
+export async function removeDesiredLrp(ctx: CoreContext, p: Principal | undefined, processGuid: string, force = false): Promise<void> {
+  const caller = authorize(p, 'owner');
   await inTransaction(ctx, async (tx, emit) => {
     const d = await loadDesiredLrp(tx, processGuid);
-    await requireServiceOpen(tx, d);
-    await tx.deleteDesiredLrp(processGuid);
-    await emit('desired_lrp_removed', { desiredLrp: d });
-    for (const a of await tx.listActualLrps({ processGuid })) await stopActualLrp(tx, emit, a, ctx.now());
+    await requireChangeAllowed(ctx, tx, d, caller, force);
+    await deleteDesiredLrp(tx, emit, d, ctx.now());
   });
 }

@@ -6,10 +6,13 @@ import type { Principal, Role } from '../model/principal.js';
 import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo } from '../model/lrp.js';
 import { validateProcessGuid } from '../model/validate.js';
 import { fail } from '../model/errors.js';
+import { restartPolicyFor } from '../model/restart-policy.js';
 import type { StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext, type Emit } from './context.js';
 import { deleteActualLrp, loadActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
+import { requireChangeAllowed } from './guards.js';
+import { guardCrashLoop } from './crash-loop.js';
 
 function requireKey(key: Partial<ActualLrpKey> | undefined): ActualLrpKey {
   if (!key) fail('invalid_request', 'actual_lrp_key is required');
@@ -60,9 +63,13 @@ export async function crashActualLrp(
 ) {
   return onActualLrp(ctx, p, 'agent', key, expectedTag, async (a, tx, emit, now) => {
     const ik = requireInstanceKey(instanceKey);
-    const after = crash(a, ik, reason, now);
+    const d = await tx.getDesiredLrp(a.actualLrpKey.processGuid);
+    const after = crash(a, ik, reason, now, restartPolicyFor(d?.restart, reason));
     await emit('actual_lrp_crashed', { actualLrpKey: after.actualLrpKey, actualLrpInstanceKey: ik, crashCount: after.crashCount, crashReason: reason, since: after.since });
-    return saveActualLrp(tx, emit, a, after);
+    const saved = await saveActualLrp(tx, emit, a, after);
+    // a restart at once counts against the LRP's start limit, if it has one
+    if (d && saved.state === 'UNCLAIMED') await guardCrashLoop(tx, emit, d, a.actualLrpKey.index, reason, now);
+    return saved;
   });
 }
 
@@ -80,6 +87,10 @@ export async function removeActualLrp(ctx: CoreContext, p: Principal | undefined
 }
 
 /** Stops one instance without touching the desired state; convergence then replaces it. */
-export async function retireActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey> | undefined, expectedTag?: number) {
-  return onActualLrp(ctx, p, 'owner', key, expectedTag, (a, tx, emit, now) => stopActualLrp(tx, emit, a, now));
+export async function retireActualLrp(ctx: CoreContext, p: Principal | undefined, key: Partial<ActualLrpKey> | undefined, expectedTag?: number, force = false) {
+  return onActualLrp(ctx, p, 'owner', key, expectedTag, async (a, tx, emit, now) => {
+    const d = await tx.getDesiredLrp(a.actualLrpKey.processGuid);
+    if (d) await requireChangeAllowed(ctx, tx, d, p!, force);
+    await stopActualLrp(tx, emit, a, now);
+  });
 }

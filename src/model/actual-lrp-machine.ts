@@ -53,8 +53,8 @@ export function claim(a: ActualLrp, k: ActualLrpInstanceKey, now: number): Actua
   if (a.stopRequested) fail('cannot_claim', `${describe(a)} is being stopped`);
   if (a.state === 'UNCLAIMED') return next(a, { state: 'CLAIMED', actualLrpInstanceKey: k, placementError: '' }, now);
   if (a.state === 'CLAIMED' && sameInstance(a, k)) return a; // idempotent repeat
-  if (a.state === 'CRASHED') fail('invalid_transition', `cannot claim ${describe(a)}`);
-  fail('cannot_claim', `${describe(a)} is claimed by cell ${a.actualLrpInstanceKey.cellId}`);
+  const holder = a.actualLrpInstanceKey.cellId;
+  fail('cannot_claim', `cannot claim ${describe(a)}${holder ? `: held by cell ${holder}` : ''}`);
 }
 
 export function start(a: ActualLrp, k: ActualLrpInstanceKey, netInfo: ActualLrpNetInfo, now: number): ActualLrp {
@@ -63,7 +63,7 @@ export function start(a: ActualLrp, k: ActualLrpInstanceKey, netInfo: ActualLrpN
     return next(a, { state: 'RUNNING', actualLrpInstanceKey: k, actualLrpNetInfo: netInfo, placementError: '' }, now);
   }
   if (a.state === 'RUNNING' && sameInstance(a, k)) return next(a, { actualLrpNetInfo: netInfo }, now);
-  if (a.state === 'CRASHED') fail('invalid_transition', `cannot start ${describe(a)}`);
+  if (a.state === 'CRASHED') fail('cannot_start', `cannot start ${describe(a)}`);
   fail('running_on_different_cell', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
 }
 
@@ -103,6 +103,11 @@ export function place(a: ActualLrp, cellId: string, now: number): ActualLrp {
 export function markSuspect(a: ActualLrp, now: number): ActualLrp {
   if (a.state !== 'CLAIMED' && a.state !== 'RUNNING') fail('invalid_transition', `cannot suspect ${describe(a)}`);
   return next(a, { presence: 'SUSPECT' }, now);
+}
+
+/** Its cell is heartbeating again and still runs it. */
+export function clearSuspect(a: ActualLrp, now: number): ActualLrp {
+  return a.presence === 'SUSPECT' ? next(a, { presence: 'ORDINARY' }, now) : a;
 }
 
 export function requestStop(a: ActualLrp, now: number): ActualLrp {

@@ -100,6 +100,16 @@ export interface HealthCheck {
   command?: string[];
 }
 
+/** Drover addition: what a crash leads to. Absent: the BBS policy (always restart, with back-off). */
+export interface RestartOption {
+  /** on-failure: not after a clean exit (code 0); never: a crash stays CRASHED */
+  mode: 'always' | 'on-failure' | 'never';
+  /** restart at once every time, without the BBS back-off */
+  immediate: boolean;
+  /** the crash-loop guard (a start limit): a crash after `restarts` restarts within `windowMs` disables the LRP */
+  limit?: { restarts: number; windowMs: number };
+}
+
 export interface DesiredLrp {
   processGuid: string;
   domain: string;
@@ -133,6 +143,11 @@ export interface DesiredLrp {
   serviceId: string;
   /** why the LRP was disabled (e.g. the crash-loop guard) */
   disabledReason: string;
+  /** when the crash-loop guard disabled it (unix ms) */
+  disabledAt?: number;
+  restart?: RestartOption;
+  /** the crash-loop guard's bookkeeping: recent restart times (unix ms) per instance index */
+  restartLog?: Record<string, number[]>;
 }
 
 export interface DesiredLrpSchedulingInfo {

@@ -1,5 +1,8 @@
 // The BBS restart calculator: the first crashes restart at once, later ones wait an
 // exponentially growing back-off, and an instance that stays up long enough is forgiven.
+// A DesiredLRP's restart option (restartPolicyFor) replaces it for that LRP.
+
+import type { RestartOption } from './lrp.js';
 
 export const IMMEDIATE_RESTARTS = 3;
 export const CRASH_BACKOFF_MIN_MS = 30_000;
@@ -39,4 +42,17 @@ export function shouldRestartImmediately(crashCount: number, p: RestartPolicy = 
 export function restartDue(crashCount: number, crashedAt: number, now: number, p: RestartPolicy = DEFAULT_RESTART_POLICY): boolean {
   if (crashCount >= p.maxRestarts) return false;
   return now - crashedAt >= restartDelayMs(crashCount, p);
+}
+
+/** Never restarted: a crash leaves the instance CRASHED for good. */
+export const NO_RESTART_POLICY: RestartPolicy = { ...DEFAULT_RESTART_POLICY, immediateRestarts: 0, maxRestarts: 0 };
+
+/** The executor's reason for a clean exit; the crash report carries no exit code of its own. */
+export const CLEAN_EXIT_REASON = 'exited with code 0';
+
+/** The policy for a crash (`crashReason`) of an LRP with this restart option; `base` without one. */
+export function restartPolicyFor(option: RestartOption | undefined, crashReason: string, base: RestartPolicy = DEFAULT_RESTART_POLICY): RestartPolicy {
+  if (!option) return base;
+  if (option.mode === 'never' || (option.mode === 'on-failure' && crashReason === CLEAN_EXIT_REASON)) return NO_RESTART_POLICY;
+  return option.immediate ? { ...base, immediateRestarts: Infinity, maxRestarts: Infinity } : base;
 }

@@ -2,7 +2,7 @@
 // Each failure names the field.
 
 import { fail } from './errors.js';
-import { DEFAULT_STOP_GRACE_MS, findRunAction, type DesiredLrp, type DesiredLrpUpdate, type PlacementStrategy } from './lrp.js';
+import { DEFAULT_STOP_GRACE_MS, findRunAction, type DesiredLrp, type DesiredLrpUpdate, type PlacementStrategy, type RestartOption } from './lrp.js';
 
 const GUID_PATTERN = /^[a-zA-Z0-9_-]+$/;
 const MAX_ANNOTATION_BYTES = 10 * 1024;
@@ -30,6 +30,16 @@ function validateAnnotation(a: string): void {
 function validateRoutes(r: Record<string, unknown>): void {
   if (typeof r !== 'object' || r === null || Array.isArray(r)) fail('invalid_request', 'routes must be an object');
   if (Buffer.byteLength(JSON.stringify(r)) > MAX_ROUTES_BYTES) fail('invalid_request', `routes must be at most ${MAX_ROUTES_BYTES} bytes`);
+}
+
+const RESTART_MODES: RestartOption['mode'][] = ['always', 'on-failure', 'never'];
+
+function validateRestart(r: RestartOption | undefined): { restart?: RestartOption } {
+  if (r === undefined) return {};
+  if (!RESTART_MODES.includes(r.mode)) fail('invalid_request', `restart.mode must be one of ${RESTART_MODES.join(', ')}`);
+  const positive = (n: unknown) => Number.isInteger(n) && (n as number) > 0;
+  if (r.limit && !(positive(r.limit.restarts) && positive(r.limit.windowMs))) fail('invalid_request', 'restart.limit needs positive integer restarts and window_ms');
+  return { restart: { mode: r.mode, immediate: !!r.immediate, ...(r.limit ? { limit: { restarts: r.limit.restarts, windowMs: r.limit.windowMs } } : {}) } };
 }
 
 /** Fills Drover's defaults and checks the BBS rules; returns a complete DesiredLRP. */
@@ -79,6 +89,7 @@ export function validateDesiredLrp(input: Partial<DesiredLrp> | undefined): Desi
     enabled: input.enabled ?? true,
     serviceId: input.serviceId ?? '',
     disabledReason: input.disabledReason ?? '',
+    ...validateRestart(input.restart),
   };
 }
 

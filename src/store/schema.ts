@@ -48,6 +48,23 @@ export interface EventsTable {
   payload: string;
 }
 
+export interface LocksTable {
+  id: Generated<number>;
+  orchestration_job_id: string | null;
+  service_instance_id: string;
+  owner: string;
+  expires_at: number;
+  temporary: number;
+}
+
+export interface AttachmentsTable {
+  hash: string;
+  size: number;
+  refs: number;
+  data: Buffer;
+  created_at: number;
+}
+
 export interface MigrationsTable {
   version: number;
   applied_at: ColumnType<number, number, never>;
@@ -59,6 +76,8 @@ export interface Database {
   cells: CellsTable;
   services: ServicesTable;
   events: EventsTable;
+  locks: LocksTable;
+  attachments: AttachmentsTable;
   drover_migrations: MigrationsTable;
 }
 
@@ -92,5 +111,38 @@ export const MIGRATIONS: { version: number; statements: (d: Dialect) => string[]
         `CREATE TABLE events (id ${serial}, type TEXT NOT NULL, at ${bigint} NOT NULL, payload TEXT NOT NULL)`,
       ];
     },
+  },
+  {
+    // Arrowhead orchestration locks. The unique index makes "one lock per service instance"
+    // hold across replicas: of two racing creators the second insert fails.
+    version: 2,
+    statements: (d) => {
+      const bigint = d === 'sqlite' ? 'INTEGER' : 'BIGINT';
+      const serial = d === 'sqlite' ? 'INTEGER PRIMARY KEY AUTOINCREMENT' : 'BIGSERIAL PRIMARY KEY';
+      return [
+        `CREATE TABLE locks (
+          id ${serial}, orchestration_job_id TEXT, service_instance_id TEXT NOT NULL,
+          owner TEXT NOT NULL, expires_at ${bigint} NOT NULL, temporary INTEGER NOT NULL)`,
+        `CREATE UNIQUE INDEX locks_service_instance ON locks (service_instance_id)`,
+        `CREATE INDEX locks_owner ON locks (owner)`,
+        `CREATE INDEX locks_expires_at ON locks (expires_at)`,
+        `CREATE INDEX locks_orchestration_job ON locks (orchestration_job_id)`,
+      ];
+    },
+  },
+  {
+    // The service watcher lists the services still moving (INSTANTIATING, TERMINATING).
+    version: 3,
+    statements: () => [`CREATE INDEX services_state ON services (state)`],
+  },
+  {
+    // Attachments (Era mservice zips), content-addressed by SHA-256: a zip shared by several
+    // mservices is stored once; `refs` counts its users and the last one out deletes it.
+    version: 4,
+    statements: (d) => [
+      `CREATE TABLE attachments (
+        hash TEXT PRIMARY KEY, size ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL, refs INTEGER NOT NULL,
+        data ${d === 'sqlite' ? 'BLOB' : 'BYTEA'} NOT NULL, created_at ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
+    ],
   },
 ];

@@ -1,16 +1,20 @@
 // The Store over Kysely: the same queries serve SQLite and PostgreSQL; only the
 // dialect and the migration DDL differ.
 
-import { sql, type Kysely, type Transaction } from 'kysely';
+import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
 import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, Presence, ActualLrpState } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
-import type { Service } from '../model/service.js';
+import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
-import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect } from './schema.js';
+import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
+import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { Store, StoreTx } from './store.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+/** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
+const WRITE_LOCK_KEY = 0x64726f766572;
 
 function actualToRow(a: ActualLrp): ActualLrpsTable {
   return {
@@ -52,6 +56,24 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
 
 function desiredToRow(d: DesiredLrp) {
   return { process_guid: d.processGuid, domain: d.domain, service_id: d.serviceId, instances: d.instances, data: JSON.stringify(d) };
+}
+
+const LOCK_SORT_COLUMNS = { id: 'id', owner: 'owner', serviceInstanceId: 'service_instance_id', expiresAt: 'expires_at' } as const;
+
+function rowToLock(r: Selectable<LocksTable>): Lock {
+  return {
+    id: Number(r.id),
+    orchestrationJobId: r.orchestration_job_id,
+    serviceInstanceId: r.service_instance_id,
+    owner: r.owner,
+    expiresAt: Number(r.expires_at),
+    temporary: Number(r.temporary) === 1,
+  };
+}
+
+/** SQLite binds at most 32766 values per statement: bulk writes go in slices well below it. */
+function* slices<T>(items: T[], size = 1000): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }
 
 function isUniqueViolation(e: unknown): boolean {
@@ -107,8 +129,10 @@ class SqlQueries implements StoreTx {
     return row ? (JSON.parse(row.data) as Service) : undefined;
   }
 
-  async listServices() {
-    const rows = await this.db.selectFrom('services').select('data').orderBy('id').execute();
+  async listServices(filter: { states?: ServiceState[] } = {}) {
+    let q = this.db.selectFrom('services').select('data').orderBy('id');
+    if (filter.states?.length) q = q.where('state', 'in', filter.states);
+    const rows = await q.execute();
     return rows.map((r) => JSON.parse(r.data) as Service);
   }
 
@@ -195,6 +219,82 @@ class SqlQueries implements StoreTx {
     const row = await this.db.insertInto('events').values({ type, at, payload: JSON.stringify(payload) }).returning('id').executeTakeFirstOrThrow();
     return Number(row.id);
   }
+
+  async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {
+    let q = this.db.selectFrom('locks').where('expires_at', '>', now);
+    if (filter.ids) q = q.where('id', 'in', filter.ids);
+    if (filter.orchestrationJobIds) q = q.where('orchestration_job_id', 'in', filter.orchestrationJobIds);
+    if (filter.serviceInstanceIds) q = q.where('service_instance_id', 'in', filter.serviceInstanceIds);
+    if (filter.owners) q = q.where('owner', 'in', filter.owners);
+    if (filter.expiresBefore !== undefined) q = q.where('expires_at', '<', filter.expiresBefore);
+    if (filter.expiresAfter !== undefined) q = q.where('expires_at', '>', filter.expiresAfter);
+    const direction = page?.direction === 'DESC' ? 'desc' : 'asc';
+    // id breaks ties so that pages never overlap
+    let rows = q.selectAll().orderBy(LOCK_SORT_COLUMNS[page?.sortField ?? 'id'], direction).orderBy('id', direction);
+    if (page) rows = rows.limit(page.size).offset(page.page * page.size);
+    const entries = (await rows.execute()).map(rowToLock);
+    if (!page) return { entries, count: entries.length };
+    const total = await q.select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    return { entries, count: Number(total.n) };
+  }
+
+  async insertLocks(locks: NewLock[]) {
+    const created: Lock[] = [];
+    try {
+      for (const slice of slices(locks)) {
+        const rows = slice.map((l) => ({
+          orchestration_job_id: l.orchestrationJobId,
+          service_instance_id: l.serviceInstanceId,
+          owner: l.owner,
+          expires_at: l.expiresAt,
+          temporary: l.temporary ? 1 : 0,
+        }));
+        created.push(...(await this.db.insertInto('locks').values(rows).returningAll().execute()).map(rowToLock));
+      }
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new DroverError('exists', 'a service instance is already locked');
+      throw e;
+    }
+    // RETURNING order is not promised; ids are handed out in insertion order
+    return created.sort((a, b) => a.id - b.id);
+  }
+
+  async deleteLocks(owner: string, serviceInstanceIds: string[]) {
+    let deleted = 0;
+    for (const slice of slices(serviceInstanceIds)) {
+      const result = await this.db
+        .deleteFrom('locks')
+        .where('owner', '=', owner)
+        .where('orchestration_job_id', 'is', null)
+        .where('service_instance_id', 'in', slice)
+        .executeTakeFirst();
+      deleted += Number(result.numDeletedRows);
+    }
+    return deleted;
+  }
+
+  async purgeExpiredLocks(now: number) {
+    const result = await this.db.deleteFrom('locks').where('expires_at', '<=', now).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  async getAttachment(hash: string) {
+    const row = await this.db.selectFrom('attachments').select('data').where('hash', '=', hash).executeTakeFirst();
+    return row ? Buffer.from(row.data) : undefined;
+  }
+
+  async retainAttachment(hash: string, data: Buffer, now: number) {
+    await this.db
+      .insertInto('attachments')
+      .values({ hash, size: data.length, refs: 1, data, created_at: now })
+      .onConflict((oc) => oc.column('hash').doUpdateSet({ refs: sql<number>`attachments.refs + 1` }))
+      .execute();
+  }
+
+  async releaseAttachment(hash: string) {
+    await this.db.updateTable('attachments').set({ refs: sql<number>`refs - 1` }).where('hash', '=', hash).execute();
+    await this.db.deleteFrom('attachments').where('hash', '=', hash).where('refs', '<=', 0).execute();
+  }
 }
 
 export class SqlStore extends SqlQueries implements Store {
@@ -218,7 +318,13 @@ export class SqlStore extends SqlQueries implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    return this.kysely.transaction().execute((trx) => fn(new SqlQueries(trx)));
+    return this.kysely.transaction().execute(async (trx) => {
+      // PostgreSQL: write transactions take one advisory lock first, so they commit in the
+      // order they numbered their events — an SSE reader past id N never misses a later
+      // commit of id < N. (SQLite has a single writer already.)
+      if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
+      return fn(new SqlQueries(trx));
+    });
   }
 
   async close() {

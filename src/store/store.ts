@@ -3,8 +3,9 @@
 
 import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
-import type { Service } from '../model/service.js';
+import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
+import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
 
 export interface StoreReads {
   getDesiredLrp(processGuid: string): Promise<DesiredLrp | undefined>;
@@ -14,10 +15,15 @@ export interface StoreReads {
   getCell(cellId: string): Promise<Cell | undefined>;
   listCells(): Promise<Cell[]>;
   getService(id: string): Promise<Service | undefined>;
-  listServices(): Promise<Service[]>;
+  /** all services, or only those in one of `states` */
+  listServices(filter?: { states?: ServiceState[] }): Promise<Service[]>;
   /** events with id > afterId, oldest first */
   listEvents(afterId: number, limit: number): Promise<DroverEvent[]>;
   lastEventId(): Promise<number>;
+  /** live locks (expiresAt > now) matching the filter; `count` counts all matches, `entries` one page (all when no page) */
+  queryLocks(filter: LockFilter, page: LockPage | undefined, now: number): Promise<LockList>;
+  /** an attachment's bytes by their SHA-256 (hex) */
+  getAttachment(hash: string): Promise<Buffer | undefined>;
 }
 
 export interface StoreTx extends StoreReads {
@@ -33,6 +39,15 @@ export interface StoreTx extends StoreReads {
   upsertService(s: Service): Promise<void>;
   deleteService(id: string): Promise<void>;
   appendEvent(type: EventType, payload: Record<string, unknown>, at: number): Promise<number>;
+  /** fails with `exists` when one of the service instances already has a lock row */
+  insertLocks(locks: NewLock[]): Promise<Lock[]>;
+  /** deletes the management locks (no orchestration job) of `owner` on those instances */
+  deleteLocks(owner: string, serviceInstanceIds: string[]): Promise<number>;
+  purgeExpiredLocks(now: number): Promise<number>;
+  /** one more user of the attachment `hash` (the SHA-256 of `data`); stores it if new */
+  retainAttachment(hash: string, data: Buffer, now: number): Promise<void>;
+  /** one user less; the last one out deletes it */
+  releaseAttachment(hash: string): Promise<void>;
 }
 
 export interface Store extends StoreReads {

@@ -140,9 +140,17 @@ const TRANSPARENT_WRAPPERS = new Set(['ProtoRoutes']);
 
 type Embed = 'json' | 'flat' | undefined;
 
+// Asked for every field of every record: computed once per field (the schema never changes).
+const embedKinds = new WeakMap<protobuf.Field, Embed | null>();
+
 function embedKind(f: protobuf.Field): Embed {
-  const key = `${f.parent?.name}.${f.name}`;
-  return JSON_EMBEDDED.has(key) ? 'json' : FLAT_EMBEDDED.has(key) ? 'flat' : undefined;
+  let kind = embedKinds.get(f);
+  if (kind === undefined) {
+    const key = `${f.parent?.name}.${f.name}`;
+    kind = JSON_EMBEDDED.has(key) ? 'json' : FLAT_EMBEDDED.has(key) ? 'flat' : null;
+    embedKinds.set(f, kind);
+  }
+  return kind ?? undefined;
 }
 
 function wrappedField(f: protobuf.Field): protobuf.Field | undefined {

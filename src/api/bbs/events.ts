@@ -49,8 +49,12 @@ function instanceEvent(e: DroverEvent): WireEvent | undefined {
   switch (e.type) {
     case 'actual_lrp_created':
       return { name: 'actual_lrp_instance_created', type: 'models.ActualLRPInstanceCreatedEvent', message: { actualLrp: p.actualLrp } };
-    case 'actual_lrp_changed':
-      return { name: 'actual_lrp_instance_changed', type: 'models.ActualLRPInstanceChangedEvent', message: { before: p.before, after: p.after } };
+    case 'actual_lrp_changed': {
+      // as BBS: the event names the instance (after's instance key, or before's when after has none)
+      const [before, after] = [actual(p, 'before'), actual(p, 'after')];
+      const instanceKey = after.actualLrpInstanceKey.instanceGuid ? after.actualLrpInstanceKey : before.actualLrpInstanceKey;
+      return { name: 'actual_lrp_instance_changed', type: 'models.ActualLRPInstanceChangedEvent', message: { actualLrpKey: after.actualLrpKey, actualLrpInstanceKey: instanceKey, before, after } };
+    }
     case 'actual_lrp_removed':
       return { name: 'actual_lrp_instance_removed', type: 'models.ActualLRPInstanceRemovedEvent', message: { actualLrp: p.actualLrp } };
     default:

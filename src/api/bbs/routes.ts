@@ -29,7 +29,8 @@ interface BbsRoute {
   paths: string[];
   request?: string;
   response: string;
-  handle(ctx: CoreContext, p: Principal | undefined, req: Req): Promise<object>;
+  /** `force`: an operator overrides another owner's lock (header `X-Drover-Force: true`) */
+  handle(ctx: CoreContext, p: Principal | undefined, req: Req, force: boolean): Promise<object>;
 }
 
 /** Drover addition: a request may carry the modification tag index the caller last read. */
@@ -127,8 +128,8 @@ const ROUTES: BbsRoute[] = [
     paths: ['/v1/actual_lrps/retire'],
     request: 'models.RetireActualLRPRequest',
     response: 'models.ActualLRPLifecycleResponse',
-    handle: async (ctx, p, req) => {
-      await retireActualLrp(ctx, p, req.actualLrpKey, tagOf(req));
+    handle: async (ctx, p, req, force) => {
+      await retireActualLrp(ctx, p, req.actualLrpKey, tagOf(req), force);
       return {};
     },
   },
@@ -163,8 +164,8 @@ const ROUTES: BbsRoute[] = [
     paths: ['/v1/desired_lrp/update'],
     request: 'models.UpdateDesiredLRPRequest',
     response: 'models.DesiredLRPLifecycleResponse',
-    handle: async (ctx, p, req) => {
-      await updateDesiredLrp(ctx, p, req.processGuid, req.update, tagOf(req));
+    handle: async (ctx, p, req, force) => {
+      await updateDesiredLrp(ctx, p, req.processGuid, req.update, tagOf(req), force);
       return {};
     },
   },
@@ -172,8 +173,8 @@ const ROUTES: BbsRoute[] = [
     paths: ['/v1/desired_lrp/remove'],
     request: 'models.RemoveDesiredLRPRequest',
     response: 'models.DesiredLRPLifecycleResponse',
-    handle: async (ctx, p, req) => {
-      await removeDesiredLrp(ctx, p, req.processGuid);
+    handle: async (ctx, p, req, force) => {
+      await removeDesiredLrp(ctx, p, req.processGuid, force);
       return {};
     },
   },
@@ -207,7 +208,7 @@ export function registerBbsRoutes(app: FastifyInstance, ctx: CoreContext): void 
       try {
         const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
         const req = route.request ? decodeRequest(route.request, body, contentType) : {};
-        message = await route.handle(ctx, principalOf(request), req);
+        message = await route.handle(ctx, principalOf(request), req, request.headers['x-drover-force'] === 'true');
       } catch (e) {
         if (e instanceof BbsCodecError) {
           message = { error: { type: e.bbsType, message: e.message } };

@@ -8,8 +8,13 @@ import { registerBbsRoutes } from '../bbs/routes.js';
 import { registerBbsEvents } from '../bbs/events.js';
 import { encodeResponse } from '../bbs/codec.js';
 import { resolveHttpPrincipal } from './principal.js';
+import { registerLockRoutes } from './locks.js';
+import { registerServiceRoutes } from './services.js';
+import { registerDashboard, type DashboardOptions } from './dashboard.js';
+import { registerMetrics, type MetricsOptions } from './metrics.js';
+import { registerEraRoutes } from '../era/routes.js';
 
-export interface HttpOptions {
+export interface HttpOptions extends DashboardOptions, MetricsOptions {
   bodyLimit: number;
 }
 
@@ -36,5 +41,10 @@ export async function buildHttpServer(ctx: CoreContext, identities: Identities, 
   });
   registerBbsRoutes(app, ctx);
   registerBbsEvents(app, ctx);
+  registerLockRoutes(app, ctx, identities);
+  registerServiceRoutes(app, ctx);
+  registerEraRoutes(app, ctx);
+  registerMetrics(app, ctx, options);
+  registerDashboard(app, ctx, options);
   return app;
 }

@@ -1,0 +1,48 @@
+// The Arrowhead lock management interface over HTTP (generic_http): the same three
+// operations and ErrorResponse as over MQTT. The caller's Arrowhead authentication info
+// travels as `Authorization: Bearer <PREFIX>//<value>` (a plain bearer token works too).
+
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { CoreContext } from '../../core/context.js';
+import type { Identities } from '../../core/identities.js';
+import { createLocks, queryLocks, removeLocks } from '../../core/locks.js';
+import { lockListDto } from '../../model/lock.js';
+import type { Principal } from '../../model/principal.js';
+import { authenticated, errorResponse, identifyCaller, parseJson } from '../mqtt/arrowhead.js';
+
+export const LOCK_HTTP_BASE = '/serviceorchestration/orchestration/mgmt/lock';
+
+const bodyOf = (r: FastifyRequest) => {
+  const body = r.body as Buffer | undefined;
+  return body?.length ? parseJson(body.toString('utf8')) : undefined;
+};
+
+export function registerLockRoutes(app: FastifyInstance, ctx: CoreContext, identities: Identities): void {
+  const route = (method: 'POST' | 'DELETE', path: string, status: number, run: (p: Principal, r: FastifyRequest) => Promise<object | undefined>) => {
+    const url = LOCK_HTTP_BASE + path;
+    const origin = `${method} ${url.replace(/:(\w+)/g, '{$1}')}`;
+    app.route({
+      method,
+      url,
+      handler: async (request, reply) => {
+        const header = request.headers.authorization;
+        const credential = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
+        try {
+          const body = await run(authenticated(identifyCaller(identities, credential)), request);
+          return reply.code(status).type('application/json').send(body === undefined ? '' : JSON.stringify(body));
+        } catch (e) {
+          const error = errorResponse(e, origin, request.log);
+          return reply.code(error.errorCode).type('application/json').send(JSON.stringify(error));
+        }
+      },
+    });
+  };
+  route('POST', '/create', 201, async (p, r) => lockListDto(await createLocks(ctx, p, bodyOf(r))));
+  route('POST', '/query', 200, async (p, r) => lockListDto(await queryLocks(ctx, p, bodyOf(r))));
+  route('DELETE', '/remove/:owner', 200, async (p, r) => {
+    const { owner } = r.params as { owner: string };
+    const { instanceIds } = r.query as { instanceIds?: string | string[] };
+    await removeLocks(ctx, p, owner, typeof instanceIds === 'string' ? [instanceIds] : instanceIds);
+    return undefined;
+  });
+}

@@ -1,0 +1,73 @@
+// Arrowhead orchestration lock use cases: create, query, remove (each one transaction), and
+// the check other interfaces make before changing a service instance.
+
+import { DroverError, fail } from '../model/errors.js';
+import { hasRole, type Principal } from '../model/principal.js';
+import { validateCreateRequest, validateQueryRequest, validateRemoveRequest, type Lock, type LockList } from '../model/lock.js';
+import type { StoreReads } from '../store/store.js';
+import { authorize } from './authorize.js';
+import { inTransaction, type CoreContext } from './context.js';
+
+/** Operators manage every owner's locks; anyone else only the locks in its own name. */
+function requireOwner(p: Principal, owner: string): void {
+  if (!hasRole(p, 'operator') && p.name !== owner) fail('forbidden', `${p.name} may not manage locks of ${owner}`);
+}
+
+const alreadyLocked = (held: Lock[]) => `Already locked: ${held.map((l) => l.serviceInstanceId).join(', ')}`;
+
+/** All or nothing: when any requested instance holds a live lock, nothing is created. */
+export async function createLocks(ctx: CoreContext, p: Principal | undefined, payload: unknown): Promise<LockList> {
+  const caller = authorize(p, 'owner');
+  const now = ctx.now();
+  const locks = validateCreateRequest(payload, now);
+  for (const l of locks) requireOwner(caller, l.owner);
+  const serviceInstanceIds = locks.map((l) => l.serviceInstanceId);
+  try {
+    return await inTransaction(ctx, async (tx) => {
+      // Expired locks stop counting at expiresAt; purging them first lets the unique index
+      // on the instance id stand for "one live lock per instance".
+      await tx.purgeExpiredLocks(now);
+      const held = await tx.queryLocks({ serviceInstanceIds }, undefined, now);
+      if (held.entries.length) fail('invalid_request', alreadyLocked(held.entries));
+      const entries = await tx.insertLocks(locks);
+      return { entries, count: entries.length };
+    });
+  } catch (e) {
+    // Lost a race with another creator (another request or replica): report who won.
+    if (!(e instanceof DroverError && e.kind === 'exists')) throw e;
+    const held = await ctx.store.queryLocks({ serviceInstanceIds }, undefined, now);
+    fail('invalid_request', alreadyLocked(held.entries));
+  }
+}
+
+export async function queryLocks(ctx: CoreContext, p: Principal | undefined, payload: unknown): Promise<LockList> {
+  authorize(p, 'reader');
+  const { filter, page } = validateQueryRequest(payload);
+  const now = ctx.now();
+  return inTransaction(ctx, async (tx) => {
+    await tx.purgeExpiredLocks(now);
+    return tx.queryLocks(filter, page, now);
+  });
+}
+
+/** Removes `owner`'s management locks on those instances; others' locks and job locks stay. */
+export async function removeLocks(ctx: CoreContext, p: Principal | undefined, owner: unknown, serviceInstanceIds: unknown): Promise<void> {
+  const caller = authorize(p, 'owner');
+  const request = validateRemoveRequest(owner, serviceInstanceIds);
+  requireOwner(caller, request.owner);
+  const now = ctx.now();
+  await inTransaction(ctx, async (tx) => {
+    await tx.purgeExpiredLocks(now);
+    await tx.deleteLocks(request.owner, request.serviceInstanceIds);
+  });
+}
+
+/**
+ * The live lock another owner holds on a service instance, if any. Other interfaces call it
+ * inside their own use case's transaction before changing that instance, and refuse with
+ * their "locked" error naming `lock.owner`.
+ */
+export async function lockHeldByOther(tx: StoreReads, serviceInstanceId: string, principalName: string, now: number): Promise<Lock | undefined> {
+  const { entries } = await tx.queryLocks({ serviceInstanceIds: [serviceInstanceId] }, undefined, now);
+  return entries.find((l) => l.owner !== principalName);
+}
