@@ -9,6 +9,8 @@ import { Identities } from './core/identities.js';
 import { openStore } from './store/open.js';
 import { buildHttpServer, DEFAULT_BODY_LIMIT } from './api/http/server.js';
 import { ConvergenceLoop } from './converge/loop.js';
+import { DEFAULT_LEASE_MS, LeaderElection } from './converge/leader.js';
+import { registerStatus } from './api/http/status.js';
 import { CellAgent, DEFAULT_AGENT_OPTIONS } from './agent/cell-agent.js';
 import { ControlPlane } from './agent/control-plane.js';
 import { join as joinPath } from 'node:path';
@@ -58,6 +60,12 @@ export interface DroverOptions {
   tlsCa?: string;
   /** GENI: the TLS client certificate alone authorizes, no credentials are needed */
   geniTrustCerts?: boolean;
+  /** this replica's id in leader election and /status (default: hostname-pid) */
+  replicaId?: string;
+  /** PostgreSQL: how long the leader lease lasts without renewal */
+  leaseMs: number;
+  /** PostgreSQL: how often the lease is renewed or tried (default: leaseMs / 3) */
+  leaseRenewMs?: number;
 }
 
 export const DEFAULT_OPTIONS: DroverOptions = {
@@ -78,6 +86,7 @@ export const DEFAULT_OPTIONS: DroverOptions = {
   amqpExchange: DEFAULT_EXCHANGE,
   amqpAppId: DEFAULT_APP_ID,
   manoReadyTimeoutMs: DEFAULT_READY_TIMEOUT_MS,
+  leaseMs: DEFAULT_LEASE_MS,
 };
 
 export interface RunningDrover {
@@ -86,6 +95,7 @@ export interface RunningDrover {
   url: string;
   agent?: CellAgent;
   convergence: ConvergenceLoop;
+  leader: LeaderElection;
   mqtt?: MqttInterface;
   amqp?: ManoAmqpAdapter;
   geni?: GeniInterface;
@@ -131,13 +141,33 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   const mqtt = await startMqtt(options, ctx, identities, log);
   // lastPass is read at scrape time, once `convergence` (below) exists.
   const http = await buildHttpServer(ctx, identities, log, { bodyLimit: options.bodyLimit, dataDir, lastPass: () => convergence.lastPass });
+  // Only the replica holding the lease converges and watches services (SQLite: always this one).
+  const leader = new LeaderElection(
+    store,
+    { holder: options.replicaId ?? `${hostname()}-${process.pid}`, leaseMs: options.leaseMs, renewMs: options.leaseRenewMs ?? Math.max(1, Math.floor(options.leaseMs / 3)) },
+    log,
+  );
+  registerStatus(http, ctx, leader);
   const { host, port } = splitHostPort(options.http, '--http');
   await http.listen({ host, port });
   const address = http.server.address();
   const url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
-  const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 5, isLeader: () => true });
+  const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 5, isLeader: () => leader.isLeader(), fence: () => leader.fence() });
   convergence.start();
-  const stopWatchingServices = watchServices(ctx, options.convergeIntervalMs);
+  let stopWatchingServices: (() => Promise<void>) | undefined;
+  let watcherChange = Promise.resolve();
+  leader.on('change', (leading) => {
+    watcherChange = watcherChange.then(async () => {
+      if (leading && !stopWatchingServices) stopWatchingServices = watchServices(ctx, options.convergeIntervalMs);
+      if (!leading && stopWatchingServices) {
+        const stop = stopWatchingServices;
+        stopWatchingServices = undefined;
+        await stop();
+      }
+    });
+    if (leading) convergence.trigger();
+  });
+  await leader.start();
   // The in-process agent talks to this very server over HTTP: one code path with remote agents.
   const agent = options.agent
     ? new CellAgent(
@@ -181,6 +211,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
     url,
     agent,
     convergence,
+    leader,
     mqtt,
     amqp,
     geni,
@@ -188,7 +219,9 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
       await geni?.close();
       await amqp?.close();
       convergence.stop();
-      await stopWatchingServices();
+      await leader.stop();
+      await watcherChange;
+      await stopWatchingServices?.();
       await agent?.close();
       await mqtt?.close();
       await http.close();

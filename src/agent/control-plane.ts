@@ -22,6 +22,8 @@ export class ControlPlane {
   constructor(
     readonly urls: string[],
     private readonly token?: string,
+    /** a replica that does not answer a call within this long counts as down (paused, partitioned) */
+    private readonly callTimeoutMs = 5000,
   ) {
     if (urls.length === 0) throw new Error('at least one control plane URL is required');
   }
@@ -37,15 +39,17 @@ export class ControlPlane {
     const body = requestType ? encodeMessage(requestType, request, JSON_TYPE).body : Buffer.from('{}');
     let lastError: unknown;
     for (let attempt = 0; attempt < this.urls.length; attempt++) {
+      const tried = this.current;
       try {
-        const res = await fetch(new URL(path, this.url), { method: 'POST', headers, body });
+        const res = await fetch(new URL(path, this.url), { method: 'POST', headers, body, signal: AbortSignal.timeout(this.callTimeoutMs) });
         const response = decodeMessage<{ error?: { type: string; message: string } } & T>(responseType, Buffer.from(await res.arrayBuffer()), JSON_TYPE);
         if (response.error) throw new ControlPlaneError(String(response.error.type), response.error.message);
         return response;
       } catch (e) {
         if (e instanceof ControlPlaneError) throw e;
         lastError = e;
-        this.current = (this.current + 1) % this.urls.length;
+        // concurrent calls that failed on the same replica move on once, not once each
+        if (this.current === tried) this.current = (tried + 1) % this.urls.length;
       }
     }
     throw lastError;

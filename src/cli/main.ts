@@ -13,6 +13,7 @@ import { certsCredentialCommand, certsIssueCommand, sliceCommand } from './geni.
 import { DEFAULT_GENI_LISTEN } from '../api/xmlrpc/interface.js';
 import { cellsCommand, desireCommand, listCommand, removeCommand, retireCommand, scaleCommand, type ClientOptions } from './commands.js';
 import { DEFAULT_WAIT_SECONDS, waitIfAsked, watchList } from './watch.js';
+import { statusCommand } from './status.js';
 
 const program = new Command('drover').description('Drover keeps long-running processes alive the way their owners declared them');
 
@@ -54,6 +55,9 @@ program
   .addOption(flag('--tls-key <file>', 'GENI: PEM private key of the HTTPS endpoint', 'TLS_KEY'))
   .addOption(flag('--tls-ca <file>', 'GENI: PEM CA bundle that client certificates and credentials must come from', 'TLS_CA'))
   .addOption(flag('--geni-trust-certs', 'GENI: the client certificate alone authorizes (no credentials needed)', 'GENI_TRUST_CERTS'))
+  .addOption(flag('--replica-id <id>', 'this replica in leader election and /status (default: hostname-pid)', 'REPLICA_ID'))
+  .addOption(flag('--lease-ms <ms>', 'PostgreSQL: leader lease duration', 'LEASE_MS').default(String(DEFAULT_OPTIONS.leaseMs)))
+  .addOption(flag('--lease-renew-ms <ms>', 'PostgreSQL: leader lease renewal interval (default: lease / 3)', 'LEASE_RENEW_MS'))
   .action(async (o) => {
     const log = pino({ level: o.logLevel });
     const drover = await startDrover(
@@ -84,6 +88,9 @@ program
         tlsKey: o.tlsKey,
         tlsCa: o.tlsCa,
         geniTrustCerts: !!o.geniTrustCerts,
+        replicaId: o.replicaId,
+        leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
+        leaseRenewMs: o.leaseRenewMs === undefined ? undefined : positiveInt(o.leaseRenewMs, '--lease-renew-ms'),
       },
       log,
     );
@@ -113,7 +120,7 @@ program
     const log = pino({ level: o.logLevel });
     const list = (v: string) => String(v).split(',').filter(Boolean);
     const agent = new CellAgent(
-      new ControlPlane(list(o.api), o.token),
+      new ControlPlane(list(o.api), o.token, Math.max(500, Math.floor(positiveInt(o.ttlMs, '--ttl-ms') / 2))),
       {
         ...DEFAULT_AGENT_OPTIONS,
         cellId: o.cellId,
@@ -199,6 +206,7 @@ client('retire', 'stop one instance (it is replaced by convergence)')
   .argument('<index>')
   .action((guid, index, o: ClientOptions) => retireCommand(o, guid, index));
 client('cells', 'list cells').action((o) => cellsCommand(o));
+client('status', 'replica status: id, leadership, lease epoch, live cells (--api URL1,URL2,... asks each)').action((o) => statusCommand(o));
 
 const slice = program.command('slice').description('operator actions on a GENI slice that was Shutdown (HTTP API, operator token)');
 for (const [action, description] of [

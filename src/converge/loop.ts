@@ -4,6 +4,8 @@
 import type { CoreContext } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
 import { plan, type Snapshot } from './planner.js';
+import { DroverError } from '../model/errors.js';
+import type { LeaseFence } from '../store/lease.js';
 
 export interface ConvergenceOptions {
   intervalMs: number;
@@ -11,6 +13,8 @@ export interface ConvergenceOptions {
   debounceMs: number;
   claimTimeoutMs?: number;
   isLeader: () => boolean;
+  /** the leader's lease and epoch, checked by every convergence write (none: unfenced, e.g. SQLite) */
+  fence?: () => LeaseFence | undefined;
 }
 
 export interface PassReport {
@@ -29,14 +33,14 @@ export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number): Promi
   return { now: ctx.now(), desired, actual, cells, claimTimeoutMs };
 }
 
-export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number): Promise<PassReport> {
+export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence): Promise<PassReport> {
   const t0 = performance.now();
   const snap = await snapshot(ctx, claimTimeoutMs);
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
   const tags = new Map(snap.actual.map((a) => [`${a.actualLrpKey.processGuid}/${a.actualLrpKey.index}`, a.modificationTag.index]));
-  const { applied } = actions.length ? await applyPlan(ctx, actions, tags) : { applied: 0 };
+  const { applied } = actions.length ? await applyPlan(ctx, actions, tags, fence) : { applied: 0 };
   const t3 = performance.now();
   return { actions: actions.length, applied, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
 }
@@ -83,12 +87,16 @@ export class ConvergenceLoop {
       return;
     }
     this.running = true;
-    convergeOnce(this.ctx, this.opts.claimTimeoutMs)
+    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.())
       .then((report) => {
         this.lastPass = report;
         if (report.actions) this.ctx.log.debug(report, 'convergence pass');
       })
-      .catch((e) => this.ctx.log.error({ err: e }, 'convergence pass failed'))
+      .catch((e) =>
+        e instanceof DroverError && e.kind === 'conflict'
+          ? this.ctx.log.warn({ err: e.message }, 'convergence pass refused: no longer the leader')
+          : this.ctx.log.error({ err: e }, 'convergence pass failed'),
+      )
       .finally(() => {
         this.running = false;
         if (this.again) {

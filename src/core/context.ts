@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { EventType } from '../model/event.js';
 import type { Store, StoreTx } from '../store/store.js';
+import type { LeaseFence } from '../store/lease.js';
 
 /** Tells listeners that new events were committed; they read them from the store in order. */
 export class EventBus extends EventEmitter {
@@ -26,13 +27,15 @@ export interface CoreContext {
 export type Emit = (type: EventType, payload: Record<string, unknown>) => Promise<void>;
 
 /** One use case = one transaction; its events are persisted in it and announced after commit. */
-export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
-  const result = await ctx.store.transaction((tx) =>
-    fn(tx, async (type, payload) => {
-      lastId = await tx.appendEvent(type, payload, at);
-    }),
+  const result = await ctx.store.transaction(
+    (tx) =>
+      fn(tx, async (type, payload) => {
+        lastId = await tx.appendEvent(type, payload, at);
+      }),
+    opts,
   );
   if (lastId) ctx.bus.committed(lastId);
   return result;

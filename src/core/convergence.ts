@@ -7,6 +7,7 @@ import type { PlanAction } from '../converge/planner.js';
 import { transitionFor } from '../converge/transitions.js';
 import { inTransaction, type CoreContext } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
+import type { LeaseFence } from '../store/lease.js';
 
 const CHUNK = 500;
 
@@ -18,9 +19,11 @@ export interface ApplyResult {
 
 /**
  * Applies a plan in chunks of one transaction each. `tags` holds the modification tag
- * index each instance had in the snapshot the plan was made from.
+ * index each instance had in the snapshot the plan was made from. With `fence` (a leader's
+ * lease and epoch), each chunk commits only while that lease still holds: a deposed leader's
+ * chunk fails with `conflict` and writes nothing.
  */
-export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<string, number>): Promise<ApplyResult> {
+export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<string, number>, fence?: LeaseFence): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, skipped: 0 };
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
@@ -48,7 +51,7 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<
           result.skipped++;
         }
       }
-    });
+    }, { fence });
   }
   return result;
 }

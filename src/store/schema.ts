@@ -145,4 +145,13 @@ export const MIGRATIONS: { version: number; statements: (d: Dialect) => string[]
         data ${d === 'sqlite' ? 'BLOB' : 'BYTEA'} NOT NULL, created_at ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
     ],
   },
+  {
+    // Leader leases (src/store/lease.ts): who runs convergence, with a fencing epoch.
+    version: 5,
+    statements: (d) => [
+      `CREATE TABLE leader_lease (
+        name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL,
+        expires_at ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
+    ],
+  },
 ];

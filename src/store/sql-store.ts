@@ -10,6 +10,7 @@ import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { Store, StoreTx } from './store.js';
+import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -317,14 +318,27 @@ export class SqlStore extends SqlQueries implements Store {
     }
   }
 
-  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts: { fence?: LeaseFence } = {}): Promise<T> {
     return this.kysely.transaction().execute(async (trx) => {
       // PostgreSQL: write transactions take one advisory lock first, so they commit in the
       // order they numbered their events — an SSE reader past id N never misses a later
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
+      if (opts.fence) await checkLease(trx, this.kind, opts.fence);
       return fn(new SqlQueries(trx));
     });
+  }
+
+  acquireLease(name: string, holder: string, leaseMs: number) {
+    return acquireLease(this.kysely, this.kind, name, holder, leaseMs);
+  }
+
+  releaseLease(name: string, holder: string) {
+    return releaseLease(this.kysely, this.kind, name, holder);
+  }
+
+  readLease(name: string) {
+    return readLease(this.kysely, this.kind, name);
   }
 
   async close() {

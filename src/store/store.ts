@@ -6,6 +6,7 @@ import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
+import type { LeaseFence, LeaseState } from './lease.js';
 
 export interface StoreReads {
   getDesiredLrp(processGuid: string): Promise<DesiredLrp | undefined>;
@@ -53,6 +54,11 @@ export interface StoreTx extends StoreReads {
 export interface Store extends StoreReads {
   readonly kind: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
-  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+  /** with `fence`, the transaction first checks (see lease.ts) that the fence's lease still holds, else fails with `conflict` and writes nothing */
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T>;
+  /** takes or renews a leader lease (lease.ts); the lease when `holder` holds it afterwards */
+  acquireLease(name: string, holder: string, leaseMs: number): Promise<LeaseState | undefined>;
+  releaseLease(name: string, holder: string): Promise<void>;
+  readLease(name: string): Promise<LeaseState | undefined>;
   close(): Promise<void>;
 }

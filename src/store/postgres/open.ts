@@ -27,12 +27,18 @@ export async function openPostgresStore(url: string): Promise<SqlStore> {
   const pool = new pg.Pool({
     connectionString,
     max: 10,
-    options: schema ? `-c search_path=${schema}` : undefined,
+    // A replica stopped inside a transaction (SIGSTOP, partition) would hold the write lock
+    // and the leader lease's row lock until TCP gave up: the server ends such a session.
+    options: `${schema ? `-c search_path=${schema} ` : ''}-c idle_in_transaction_session_timeout=2000`,
     // Counters and unix times fit in a JS number; pg would hand them over as strings.
     types: {
       getTypeParser: ((oid: number, format?: string) =>
         oid === INT8_OID || oid === NUMERIC_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
     },
   });
+  // A session the server ended while the client was checked out (see above) reports it here;
+  // without a listener that would crash the process. Its next query fails, and the pool drops it.
+  pool.on('connect', (client) => client.on('error', () => undefined));
+  pool.on('error', () => undefined);
   return new SqlStore('postgres', new Kysely<Schema>({ dialect: new PostgresDialect({ pool }) }));
 }
