@@ -152,7 +152,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   await http.listen({ host, port });
   const address = http.server.address();
   const url = `http://${host}:${typeof address === 'object' && address ? address.port : port}`;
-  const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 5, isLeader: () => leader.isLeader(), fence: () => leader.fence() });
+  const convergence = new ConvergenceLoop(ctx, { intervalMs: options.convergeIntervalMs, debounceMs: 50, isLeader: () => leader.isLeader(), fence: () => leader.fence() });
   convergence.start();
   let stopWatchingServices: (() => Promise<void>) | undefined;
   let watcherChange = Promise.resolve();

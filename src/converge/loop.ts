@@ -100,8 +100,10 @@ export class ConvergenceLoop {
       .finally(() => {
         this.running = false;
         if (this.again) {
+          // changes that came in during the pass share the next one, a debounce later: a
+          // full pass per commit would spend the CPU the writers need
           this.again = false;
-          this.trigger();
+          this.soon();
         }
       });
   }
