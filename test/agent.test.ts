@@ -9,7 +9,7 @@
 // environment). Zombies do not count: PID 1 here may reap orphans late or never.
 
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,11 +18,13 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startDrover, type RunningDrover } from '../src/drover.js';
-import { packagePath } from '../src/package-root.js';
+import { waitFor } from './helpers.js';
+import { DROVER_BIN, droverCli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
+
+const cli = (args: string[]) => droverCli(`drover ${args[0]}`, args);
 
 const RUN = randomBytes(4).toString('hex');
 const MARK_VAR = 'DROVER_AGENT_TEST';
-const DROVER_BIN = packagePath('bin', 'drover.js');
 const execFileP = promisify(execFile);
 
 // ------------------------------------------------------------------------------ processes
@@ -103,20 +105,6 @@ async function killMarkedAndWait(prefix: string): Promise<void> {
 
 // ------------------------------------------------------------------------------ waiting
 
-async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 5000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
 // ------------------------------------------------------------------------------ BBS over HTTP
 
@@ -195,70 +183,9 @@ function inProcess(dataDir: string): Promise<RunningDrover> {
   return startDrover({ dataDir, agent: true, cellId: 'cell-a', http: '127.0.0.1:0', logLevel: 'silent', mqtt: 'none' });
 }
 
-interface Cli {
-  child: ChildProcess;
-  /** every stdout/stderr line so far, for failure messages */
-  output: string[];
-  exited: Promise<void>;
-  /** resolves with the first line matching */
-  line(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-}
 
-const clis = new Set<Cli>();
 
-function cli(args: string[]): Cli {
-  const env = { ...process.env };
-  delete env.NODE_TEST_CONTEXT; // the child is not a test runner's child file
-  const child = spawn(process.execPath, [DROVER_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const onData = (buf: Buffer) => {
-    for (const l of buf.toString('utf8').split('\n').filter(Boolean)) {
-      output.push(l);
-      for (const w of [...waiters]) {
-        const m = l.match(w.re);
-        if (m) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(m);
-        }
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const c: Cli = {
-    child,
-    output,
-    exited,
-    line(re, timeoutMs = 10_000) {
-      for (const l of output) {
-        const m = l.match(re);
-        if (m) return Promise.resolve(m);
-      }
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} from drover ${args[0]}; output:\n${output.join('\n')}`)), timeoutMs);
-        const done = (m: RegExpMatchArray) => {
-          clearTimeout(timer);
-          resolve(m);
-        };
-        waiters.push({ re, resolve: done });
-        void exited.then(() => {
-          clearTimeout(timer);
-          reject(new Error(`drover ${args[0]} exited (${child.exitCode ?? child.signalCode}) before ${re}; output:\n${output.join('\n')}`));
-        });
-      });
-    },
-  };
-  clis.add(c);
-  void exited.then(() => clis.delete(c));
-  return c;
-}
 
-async function killCli(c: Cli, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill(signal);
-  await c.exited;
-}
 
 /** `drover serve` as a child process; resolves with its URL once it serves (agent started). */
 async function serve(dataDir: string, extra: string[] = []): Promise<{ cli: Cli; url: string }> {
@@ -282,7 +209,7 @@ async function cleanup(drover: RunningDrover, mark: string): Promise<void> {
 
 after(async () => {
   // Whatever a failed test left: servers, agents, instances, directories.
-  await Promise.all([...clis].map((c) => killCli(c)));
+  await Promise.all([...liveClis].map((c) => killCli(c)));
   killMarked(`agt-${RUN}`);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });

@@ -7,6 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createDeflateRaw, crc32, deflateRawSync } from 'node:zlib';
 import { packagePath } from '../src/package-root.js';
+import { waitFor } from './helpers.js';
+
+export { waitFor };
 
 // ------------------------------------------------------------------------------ zips
 
@@ -201,20 +204,6 @@ export async function killProcessesOf(guids: Iterable<string>): Promise<void> {
   await waitFor(() => (list.every((g) => processesOf(g).length === 0) ? true : undefined), 'no processes left', 5000);
 }
 
-export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 // ------------------------------------------------------------------------------ remote agent
 

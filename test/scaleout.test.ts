@@ -7,24 +7,22 @@
 // test/agent.test.ts), and every instance is `exec sleep`, one process each.
 
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
-import { packagePath } from '../src/package-root.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
 import { DroverError } from '../src/model/errors.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { applyPlan } from '../src/core/convergence.js';
 import { LeaderElection } from '../src/converge/leader.js';
-import { dropSchema, PG_URL, tempDir, uniqueSchema } from './helpers.js';
+import { dropSchema, PG_URL, tempDir, uniqueSchema, waitFor } from './helpers.js';
+import { droverCli as cli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 
 const RUN = randomBytes(4).toString('hex');
 const MARK_VAR = 'DROVER_SCALEOUT_TEST';
-const DROVER_BIN = packagePath('bin', 'drover.js');
 const silent = pino({ level: 'silent' });
 
 const dirs: string[] = [];
@@ -99,90 +97,10 @@ function killMarked(prefix: string): void {
   }
 }
 
-async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (e) {
-      lastError = e;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
-interface Cli {
-  name: string;
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<void>;
-  line(re: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
-}
 
-const clis = new Set<Cli>();
 
-function cli(name: string, args: string[]): Cli {
-  const env = { ...process.env };
-  delete env.NODE_TEST_CONTEXT;
-  const child = spawn(process.execPath, [DROVER_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const output: string[] = [];
-  const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const onData = (buf: Buffer) => {
-    for (const l of buf.toString('utf8').split('\n').filter(Boolean)) {
-      output.push(l);
-      for (const w of [...waiters]) {
-        const m = l.match(w.re);
-        if (m) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(m);
-        }
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const c: Cli = {
-    name,
-    child,
-    output,
-    exited,
-    line(re, timeoutMs = 15_000) {
-      for (const l of output) {
-        const m = l.match(re);
-        if (m) return Promise.resolve(m);
-      }
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} from ${name}; output:\n${output.join('\n')}`)), timeoutMs);
-        waiters.push({
-          re,
-          resolve: (m) => {
-            clearTimeout(timer);
-            resolve(m);
-          },
-        });
-        void exited.then(() => {
-          clearTimeout(timer);
-          reject(new Error(`${name} exited (${child.exitCode ?? child.signalCode}) before ${re}; output:\n${output.join('\n')}`));
-        });
-      });
-    },
-  };
-  clis.add(c);
-  void exited.then(() => clis.delete(c));
-  return c;
-}
 
-async function killCli(c: Cli, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-  if (c.child.exitCode === null && c.child.signalCode === null) {
-    if (signal === 'SIGKILL') c.child.kill('SIGCONT'); // a stopped process dies of SIGKILL too, but be plain about it
-    c.child.kill(signal);
-  }
-  await c.exited;
-}
 
 interface Replica {
   id: string;
@@ -292,7 +210,7 @@ async function convergedExactly(url: string, want: Map<string, number>, prefix: 
 }
 
 after(async () => {
-  await Promise.all([...clis].map((c) => killCli(c)));
+  await Promise.all([...liveClis].map((c) => killCli(c)));
   killMarked(`so-${RUN}`);
   await waitFor(() => (scan(`so-${RUN}`).length === 0 ? true : undefined), 'no instance processes left', 5000).catch(() => undefined);
   for (const s of schemas) await dropSchema(s).catch(() => undefined);
