@@ -11,14 +11,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startDrover, type RunningDrover } from '../src/drover.js';
-import { waitFor } from './helpers.js';
+import { killProcessGroups, processesMarked, waitFor } from './helpers.js';
 import { DROVER_BIN, droverCli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 
 const cli = (args: string[]) => droverCli(`drover ${args[0]}`, args);
@@ -33,48 +33,24 @@ interface Proc {
   pid: number;
   ppid: number;
   pgid: number;
-  state: string;
   mark: string;
   cellId: string;
   instanceGuid: string;
   index: string;
 }
 
-function readStat(pid: number): { state: string; ppid: number; pgid: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0]!, ppid: Number(f[1]), pgid: Number(f[2]) };
-  } catch {
-    return undefined;
-  }
-}
 
 /** Live (non-zombie) processes whose environment carries a marker starting with `prefix`. */
 function scan(prefix: string): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    let environ: string;
-    try {
-      environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!environ.includes(`${MARK_VAR}=${prefix}`)) continue;
-    const env = new Map<string, string>();
-    for (const kv of environ.split('\0')) {
-      const i = kv.indexOf('=');
-      if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
-    }
-    const mark = env.get(MARK_VAR) ?? '';
-    if (!mark.startsWith(prefix)) continue;
-    const st = readStat(pid);
-    if (!st || st.state === 'Z' || st.state === 'X') continue;
-    out.push({ pid, ...st, mark, cellId: env.get('CELL_ID') ?? '', instanceGuid: env.get('INSTANCE_GUID') ?? '', index: env.get('INSTANCE_INDEX') ?? '' });
-  }
-  return out;
+  return processesMarked(MARK_VAR, prefix).map(({ pid, ppid, pgid, env }) => ({
+    pid,
+    ppid,
+    pgid,
+    mark: env.get(MARK_VAR) ?? '',
+    cellId: env.get('CELL_ID') ?? '',
+    instanceGuid: env.get('INSTANCE_GUID') ?? '',
+    index: env.get('INSTANCE_INDEX') ?? '',
+  }));
 }
 
 /** The processes of exactly this marker. */
@@ -84,18 +60,9 @@ const leaders = (mark: string): Proc[] => procs(mark).filter((p) => p.pid === p.
 /** True while some live process is in the group. */
 const groupAlive = (pgid: number, mark: string): boolean => procs(mark).some((p) => p.pgid === pgid);
 
-const OWN_PGID = readStat(process.pid)!.pgid;
-
 /** SIGKILLs every process carrying a marker with this prefix (their whole groups). */
 function killMarked(prefix: string): void {
-  for (const p of scan(prefix)) {
-    try {
-      if (p.pgid > 1 && p.pgid !== OWN_PGID) process.kill(-p.pgid, 'SIGKILL');
-      else process.kill(p.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killProcessGroups(scan(prefix));
 }
 
 async function killMarkedAndWait(prefix: string): Promise<void> {

@@ -56,24 +56,73 @@ export function storeFixtures(): StoreFixture[] {
   ];
 }
 
-/** Live (non-zombie) pids whose environment has `name=value` (or a value starting with it). */
-export function processesWithEnv(name: string, value: string, prefix = false): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
-      if (!env.some((kv) => (prefix ? kv.startsWith(`${name}=${value}`) : kv === `${name}=${value}`))) continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (!/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile, or not ours to read
-    }
-  }
-  return pids;
+export interface LiveProcess {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  env: Map<string, string>;
 }
 
-/** Polls `probe` until it gives something other than undefined. */
+function liveProcessStat(pid: number): { ppid: number; pgid: number } | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // zombies have exited already; PID 1 here reaps orphans late
+    return f[0] === 'Z' || f[0] === 'X' ? undefined : { ppid: Number(f[1]), pgid: Number(f[2]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Live (non-zombie) processes whose environment has `name` set to a value starting with
+ * `valuePrefix`. Tests mark instances by environment because it is inherited by everything
+ * an instance forks or execs, where a command line is not.
+ */
+export function processesMarked(name: string, valuePrefix: string): LiveProcess[] {
+  const out: LiveProcess[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let environ: string;
+    try {
+      environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
+    } catch {
+      continue; // gone meanwhile, or not ours to read
+    }
+    if (!environ.includes(`${name}=${valuePrefix}`)) continue;
+    const env = new Map<string, string>();
+    for (const kv of environ.split('\0')) {
+      const i = kv.indexOf('=');
+      if (i > 0) env.set(kv.slice(0, i), kv.slice(i + 1));
+    }
+    if (!env.get(name)?.startsWith(valuePrefix)) continue;
+    const stat = liveProcessStat(Number(entry));
+    if (stat) out.push({ pid: Number(entry), ...stat, env });
+  }
+  return out;
+}
+
+/** Live (non-zombie) pids whose environment has `name=value` (or a value starting with it). */
+export function processesWithEnv(name: string, value: string, prefix = false): number[] {
+  return processesMarked(name, value)
+    .filter((p) => prefix || p.env.get(name) === value)
+    .map((p) => p.pid);
+}
+
+const OWN_PGID = liveProcessStat(process.pid)!.pgid;
+
+/** SIGKILLs these processes' whole groups (never the test runner's own group). */
+export function killProcessGroups(procs: { pid: number; pgid: number }[]): void {
+  for (const p of procs) {
+    try {
+      if (p.pgid > 1 && p.pgid !== OWN_PGID) process.kill(-p.pgid, 'SIGKILL');
+      else process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** Polls `probe` until it gives a value; a throwing probe is retried, its last error reported on timeout. */
 export async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 10_000, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
@@ -18,7 +18,7 @@ import { DroverError } from '../src/model/errors.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { applyPlan } from '../src/core/convergence.js';
 import { LeaderElection } from '../src/converge/leader.js';
-import { dropSchema, PG_URL, tempDir, uniqueSchema, waitFor } from './helpers.js';
+import { dropSchema, killProcessGroups, PG_URL, processesMarked, tempDir, uniqueSchema, waitFor } from './helpers.js';
 import { droverCli as cli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 
 const RUN = randomBytes(4).toString('hex');
@@ -46,35 +46,10 @@ interface Proc {
   mark: string;
 }
 
-function readStat(pid: number): { state: string; pgid: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { state: f[0]!, pgid: Number(f[2]) };
-  } catch {
-    return undefined;
-  }
-}
 
 /** Live (non-zombie) processes whose marker starts with `prefix`. */
 function scan(prefix: string): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    let environ: string;
-    try {
-      environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
-    } catch {
-      continue;
-    }
-    const kv = environ.split('\0').find((e) => e.startsWith(`${MARK_VAR}=${prefix}`));
-    if (!kv) continue;
-    const st = readStat(pid);
-    if (!st || st.state === 'Z' || st.state === 'X') continue;
-    out.push({ pid, pgid: st.pgid, mark: kv.slice(MARK_VAR.length + 1) });
-  }
-  return out;
+  return processesMarked(MARK_VAR, prefix).map(({ pid, pgid, env }) => ({ pid, pgid, mark: env.get(MARK_VAR) ?? '' }));
 }
 
 /** Instance processes per marker. */
@@ -84,24 +59,9 @@ function countByMark(prefix: string): Map<string, number> {
   return counts;
 }
 
-const OWN_PGID = readStat(process.pid)!.pgid;
-
 function killMarked(prefix: string): void {
-  for (const p of scan(prefix)) {
-    try {
-      if (p.pgid > 1 && p.pgid !== OWN_PGID) process.kill(-p.pgid, 'SIGKILL');
-      else process.kill(p.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  killProcessGroups(scan(prefix));
 }
-
-
-
-
-
-
 interface Replica {
   id: string;
   cli: Cli;
