@@ -1,9 +1,12 @@
 import { after, before, describe, it } from 'node:test';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { newActualLrp, claim } from '../src/model/actual-lrp-machine.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
 import type { Store } from '../src/store/store.js';
 import { storeFixtures } from './helpers.js';
+import { openStore } from '../src/store/open.js';
 import { DroverError } from '../src/model/errors.js';
 
 const desired = (guid: string, domain = 'd1') =>
@@ -94,3 +97,41 @@ for (const fixture of storeFixtures()) {
     });
   });
 }
+
+describe('SQLite store internals', () => {
+  const [fixture] = storeFixtures();
+  after(() => fixture!.cleanup());
+
+  it('checkpoints the WAL in the background while small transactions go on, and keeps every commit', async () => {
+    const path = fixture!.spec.slice('sqlite:'.length);
+    let store = await openStore(fixture!.spec, dirname(path));
+    const payload = { data: 'x'.repeat(2000) };
+    let largestWal = 0;
+    // ~3 pages per commit: without checkpoints the WAL would pass 50 MB
+    for (let i = 0; i < 5000; i++) {
+      await store.transaction((tx) => tx.appendEvent('desired_lrp_created', payload, i));
+      if (i % 100 === 99) {
+        largestWal = Math.max(largestWal, statSync(`${path}-wal`).size);
+        await new Promise((r) => setTimeout(r, 5)); // the checkpointer's thread gets its turns, as between requests
+      }
+    }
+    assert.ok(largestWal < 24_000_000, `the WAL grew to ${largestWal} bytes`);
+    await store.close();
+    store = await openStore(fixture!.spec, dirname(path));
+    assert.equal((await store.listEvents(0, 10_000)).length, 5000);
+    await store.close();
+  });
+
+  it('answers queries whose text varies past the statement cache', async () => {
+    const store = await openStore(fixture!.spec, dirname(fixture!.spec.slice('sqlite:'.length)));
+    await store.transaction(async (tx) => {
+      for (let i = 0; i < 300; i++) await tx.insertDesiredLrp(desired(`g${String(i).padStart(3, '0')}`));
+    });
+    // 300 distinct IN-list texts, then the first ones again after they were pushed out
+    for (const n of [...Array.from({ length: 300 }, (_, i) => i + 1), 1, 2, 3]) {
+      const guids = Array.from({ length: n }, (_, i) => `g${String(i).padStart(3, '0')}`);
+      assert.deepEqual((await store.listDesiredLrps({ processGuids: guids })).map((d) => d.processGuid), guids);
+    }
+    await store.close();
+  });
+});

@@ -6,6 +6,8 @@ import Database from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import type { Database as Schema } from '../schema.js';
 import { SqlStore } from '../sql-store.js';
+import { withStatementCache } from './statement-cache.js';
+import { BackgroundCheckpointer } from './checkpointer.js';
 
 export function openSqliteStore(path: string): SqlStore {
   mkdirSync(dirname(path), { recursive: true });
@@ -14,5 +16,7 @@ export function openSqliteStore(path: string): SqlStore {
   // WAL + NORMAL is durable across process crashes (only an OS crash can drop the last commits).
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database: db }) }));
+  const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
+  const database = withStatementCache(db, () => checkpointer.stop());
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }));
 }
