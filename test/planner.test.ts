@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eligibleCells, plan, PLAN_REASONS, targetInstances, type PlanAction, type Snapshot } from '../src/converge/planner.js';
+import { eligibleCells, loadCellOf, plan, PLAN_REASONS, targetInstances, type PlanAction, type Snapshot } from '../src/converge/planner.js';
 import { claim, newActualLrp, requestStop, start, EMPTY_NET_INFO } from '../src/model/actual-lrp-machine.js';
 import { transitionFor } from '../src/converge/transitions.js';
 import type { ActualLrp, DesiredLrp, DroverPlacement, PlacementStrategy } from '../src/model/lrp.js';
@@ -353,6 +353,30 @@ test('spread: least loaded cell first, ties broken by fewer of the same LRP, the
   });
   // loads a=2 b=2 c=0: c, c (1→2), then a vs b vs c at 2: web has b=1, c=2, a=0 → a
   assert.deepEqual(compact(plan(s)), ['place web/1@c', 'place web/2@c', 'place web/3@a']);
+});
+
+test('targeted: some LRPs plus the others\' load per cell plan what the full snapshot plans for them', () => {
+  const others = [
+    running('other', 0, 'a'),
+    running('other', 1, 'a'),
+    running('other', 2, 'b'),
+    claimed('other', 3, 'c', { stopRequested: true }), // retiring: not counted
+    actual('other', 4, { targetCellId: 'c' }), // on its way to c: counted
+  ];
+  const web = [running('web', 0, 'b'), actual('web', 1), actual('web', 2), actual('web', 3)];
+  const cells = [cell('a'), cell('b'), cell('c')];
+  const full = snap({ desired: [desired('web', { instances: 4 }), desired('other', { instances: 5 })], actual: [...others, ...web], cells });
+  const otherLoad = new Map<string, number>();
+  for (const a of others) {
+    const id = a.stopRequested ? '' : loadCellOf({ state: a.state, cellId: a.actualLrpInstanceKey.cellId, targetCellId: a.targetCellId });
+    if (id) otherLoad.set(id, (otherLoad.get(id) ?? 0) + 1);
+  }
+  const targeted = snap({ desired: [desired('web', { instances: 4 })], actual: web, cells, otherLoad });
+  const planned = compact(plan(targeted));
+  assert.deepEqual(planned, compact(plan(full).filter((p) => p.processGuid === 'web')));
+  assert.deepEqual(planned, ['place web/1@c', 'place web/2@a', 'place web/3@b']);
+  // without the others' load the same LRP would pile onto a
+  assert.notDeepEqual(compact(plan({ ...targeted, otherLoad: undefined })), planned);
 });
 
 test('spread: placements made earlier in the same plan count as load', () => {

@@ -1,9 +1,16 @@
 // The convergence loop: snapshot the store, plan, apply. Runs on an interval and soon after
 // any committed change; never two passes at once; only while this replica leads.
+// The pass after a commit is targeted: it plans only the LRPs the commits touched (their
+// events name them), with the other LRPs' instances counted per cell for placement. The
+// interval pass, a cell or service change and a leader's first pass plan everything; they
+// also catch what depends on the clock alone (claim timeouts, restarts due, lost cells).
 
-import type { CoreContext } from '../core/context.js';
+import type { CoreContext, Touched } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
-import { plan, type Snapshot } from './planner.js';
+import { cellAlive } from '../model/cell.js';
+import type { ActualLrp } from '../model/lrp.js';
+import type { PlacementCount } from '../store/store.js';
+import { loadCellOf, plan, type Snapshot } from './planner.js';
 import { DroverError } from '../model/errors.js';
 import type { LeaseFence } from '../store/lease.js';
 
@@ -25,17 +32,33 @@ export interface PassReport {
   applyMs: number;
 }
 
-export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number): Promise<Snapshot> {
+/** Above this many touched LRPs a full pass is cheaper than the lists of guids. */
+const MAX_TARGETED = 1000;
+
+/** `processGuids`: a targeted snapshot of those LRPs only (see the top of this file). */
+export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, processGuids?: string[]): Promise<Snapshot> {
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
-  const actual = await ctx.store.listActualLrps();
-  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrps(), ctx.store.listCells()]);
-  return { now: ctx.now(), desired, actual, cells, claimTimeoutMs };
+  const actual = await ctx.store.listActualLrps({ processGuids });
+  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrps({ processGuids }), ctx.store.listCells()]);
+  const now = ctx.now();
+  // Only placement needs the others' load, and nothing is placed without a live cell.
+  const otherLoad = processGuids && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
+  return { now, desired, actual, cells, claimTimeoutMs, otherLoad };
 }
 
-export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence): Promise<PassReport> {
+/** Instances per cell of every LRP, less those of the snapshot's own. */
+function loadOutside(counts: PlacementCount[], own: ActualLrp[]): Map<string, number> {
+  const load = new Map<string, number>();
+  const add = (cellId: string, n: number) => cellId && load.set(cellId, (load.get(cellId) ?? 0) + n);
+  for (const c of counts) add(loadCellOf(c), c.count);
+  for (const a of own) if (!a.stopRequested) add(loadCellOf({ state: a.state, cellId: a.actualLrpInstanceKey.cellId, targetCellId: a.targetCellId }), -1);
+  return load;
+}
+
+export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, processGuids?: string[]): Promise<PassReport> {
   const t0 = performance.now();
-  const snap = await snapshot(ctx, claimTimeoutMs);
+  const snap = await snapshot(ctx, claimTimeoutMs, processGuids);
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
@@ -51,7 +74,15 @@ export class ConvergenceLoop {
   private running = false;
   private again = false;
   private stopped = false;
-  private readonly onCommit = () => this.soon();
+  /** the next pass plans everything */
+  private full = true;
+  /** else it plans these LRPs */
+  private dirty = new Set<string>();
+  private readonly onCommit = (_lastId: number, touched?: Touched) => {
+    if (!touched || touched.other) this.full = true;
+    else for (const guid of touched.processGuids) this.dirty.add(guid);
+    this.soon();
+  };
   lastPass?: PassReport;
 
   constructor(
@@ -65,6 +96,12 @@ export class ConvergenceLoop {
     this.trigger();
   }
 
+  /** A full pass now (or right after the one running). */
+  trigger(): void {
+    this.full = true;
+    this.run();
+  }
+
   stop(): void {
     this.stopped = true;
     this.ctx.bus.off('committed', this.onCommit);
@@ -76,27 +113,35 @@ export class ConvergenceLoop {
     if (this.debounce || this.stopped) return;
     this.debounce = setTimeout(() => {
       this.debounce = undefined;
-      this.trigger();
+      this.run();
     }, this.opts.debounceMs);
   }
 
-  trigger(): void {
-    if (this.stopped || !this.opts.isLeader()) return;
+  private run(): void {
+    if (this.stopped) return;
+    if (!this.opts.isLeader()) {
+      this.dirty.clear(); // a new leader starts with a full pass
+      return;
+    }
     if (this.running) {
       this.again = true;
       return;
     }
+    if (!this.full && this.dirty.size === 0) return;
+    const guids = this.full || this.dirty.size > MAX_TARGETED ? undefined : [...this.dirty];
+    this.full = false;
+    this.dirty = new Set();
     this.running = true;
-    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.())
+    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), guids)
       .then((report) => {
         this.lastPass = report;
-        if (report.actions) this.ctx.log.debug(report, 'convergence pass');
+        if (report.actions) this.ctx.log.debug({ ...report, targeted: guids?.length }, 'convergence pass');
       })
-      .catch((e) =>
-        e instanceof DroverError && e.kind === 'conflict'
-          ? this.ctx.log.warn({ err: e.message }, 'convergence pass refused: no longer the leader')
-          : this.ctx.log.error({ err: e }, 'convergence pass failed'),
-      )
+      .catch((e) => {
+        this.full = true; // the next pass redoes the work (and more)
+        if (e instanceof DroverError && e.kind === 'conflict') this.ctx.log.warn({ err: e.message }, 'convergence pass refused: no longer the leader');
+        else this.ctx.log.error({ err: e }, 'convergence pass failed');
+      })
       .finally(() => {
         this.running = false;
         if (this.again) {

@@ -35,6 +35,11 @@ export interface Snapshot {
   policy?: RestartPolicy;
   /** default 30_000: a CLAIMED instance that has not started by then is unclaimed */
   claimTimeoutMs?: number;
+  /**
+   * A targeted pass (some LRPs only): the instances of the other LRPs on each cell, which
+   * placement counts as load next to those in `actual`. A full pass leaves it out.
+   */
+  otherLoad?: ReadonlyMap<string, number>;
 }
 
 export type PlanAction =
@@ -224,8 +229,13 @@ interface Pending {
   pEnd: number;
 }
 
-function isActiveState(a: ActualLrp): boolean {
+function isActiveState(a: { state: ActualLrp['state'] }): boolean {
   return a.state === 'CLAIMED' || a.state === 'RUNNING';
+}
+
+/** The cell an instance not asked to stop counts against as load ('' for none). */
+export function loadCellOf(a: { state: ActualLrp['state']; cellId: string; targetCellId: string }): string {
+  return isActiveState(a) ? a.cellId : a.state === 'UNCLAIMED' ? a.targetCellId : '';
 }
 
 const byIndex = (x: ActualLrp, y: ActualLrp): number => x.actualLrpKey.index - y.actualLrpKey.index;
@@ -289,7 +299,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
   const guids = mergeSorted([...desiredBy.keys()].sort(), orphans.sort());
 
   // Load per cell: instances that stay on it or are targeted to it (any LRP), not retiring.
-  const load = new Map<string, number>();
+  const load = new Map<string, number>(snapshot.otherLoad);
   const addLoad = (cellId: string): void => {
     load.set(cellId, (load.get(cellId) ?? 0) + 1);
   };
@@ -405,7 +415,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
         const a = sorted[k]!;
         if (isActiveState(a)) leaderBlocked = true;
         if (!primary && a.presence !== 'EVACUATING') primary = a;
-        else if (!a.stopRequested) count(isActiveState(a) ? a.actualLrpInstanceKey.cellId : a.state === 'UNCLAIMED' ? a.targetCellId : '');
+        else if (!a.stopRequested) count(loadCellOf({ state: a.state, cellId: a.actualLrpInstanceKey.cellId, targetCellId: a.targetCellId }));
         k++;
       } while (k < sorted.length && sorted[k]!.actualLrpKey.index === i);
       if (!primary) continue;

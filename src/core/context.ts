@@ -6,14 +6,43 @@ import type { EventType } from '../model/event.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LeaseFence } from '../store/lease.js';
 
+/** What a commit changed, from its events: the LRPs it touched, or something wider. */
+export interface Touched {
+  processGuids: Set<string>;
+  /** cells or services changed: any LRP may be affected */
+  other: boolean;
+}
+
 /** Tells listeners that new events were committed; they read them from the store in order. */
 export class EventBus extends EventEmitter {
   constructor() {
     super();
     this.setMaxListeners(0);
   }
-  committed(lastId: number): void {
-    this.emit('committed', lastId);
+  committed(lastId: number, touched?: Touched): void {
+    this.emit('committed', lastId, touched);
+  }
+}
+
+type Keyed = { actualLrpKey?: { processGuid?: string }; processGuid?: string } | undefined;
+
+/** The LRP an event is about; undefined for cell and service events. */
+function processGuidOf(type: EventType, payload: Record<string, unknown>): string | undefined {
+  switch (type) {
+    case 'desired_lrp_created':
+    case 'desired_lrp_removed':
+      return (payload.desiredLrp as Keyed)?.processGuid;
+    case 'desired_lrp_changed':
+      return (payload.after as Keyed)?.processGuid;
+    case 'actual_lrp_created':
+    case 'actual_lrp_removed':
+      return (payload.actualLrp as Keyed)?.actualLrpKey?.processGuid;
+    case 'actual_lrp_changed':
+      return (payload.after as Keyed)?.actualLrpKey?.processGuid;
+    case 'actual_lrp_crashed':
+      return (payload.actualLrpKey as Keyed)?.processGuid;
+    default:
+      return undefined;
   }
 }
 
@@ -30,13 +59,17 @@ export type Emit = (type: EventType, payload: Record<string, unknown>) => Promis
 export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
+  const touched: Touched = { processGuids: new Set(), other: false };
   const result = await ctx.store.transaction(
     (tx) =>
       fn(tx, async (type, payload) => {
         lastId = await tx.appendEvent(type, payload, at);
+        const guid = processGuidOf(type, payload);
+        if (guid === undefined) touched.other = true;
+        else touched.processGuids.add(guid);
       }),
     opts,
   );
-  if (lastId) ctx.bus.committed(lastId);
+  if (lastId) ctx.bus.committed(lastId, touched);
   return result;
 }

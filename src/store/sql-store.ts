@@ -9,7 +9,7 @@ import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
-import type { Store, StoreTx } from './store.js';
+import type { PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -105,14 +105,25 @@ class SqlQueries implements StoreTx {
     return row ? rowToActual(row) : undefined;
   }
 
-  async listActualLrps(filter: ActualLrpFilter = {}) {
+  async listActualLrps(filter: ActualLrpFilter & { processGuids?: string[] } = {}) {
     let q = this.db.selectFrom('actual_lrps').selectAll().orderBy('process_guid').orderBy('idx');
     if (filter.domain) q = q.where('domain', '=', filter.domain);
     if (filter.cellId) q = q.where((eb) => eb.or([eb('cell_id', '=', filter.cellId!), eb('target_cell_id', '=', filter.cellId!)]));
     if (filter.processGuid) q = q.where('process_guid', '=', filter.processGuid);
+    if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
     if (filter.index !== undefined) q = q.where('idx', '=', filter.index);
     const rows = await q.execute();
     return rows.map(rowToActual);
+  }
+
+  async countActualLrpsByPlacement(): Promise<PlacementCount[]> {
+    const rows = await this.db
+      .selectFrom('actual_lrps')
+      .select((eb) => ['state', 'cell_id', 'target_cell_id', eb.fn.countAll().as('n')])
+      .where('stop_requested', '=', 0)
+      .groupBy(['state', 'cell_id', 'target_cell_id'])
+      .execute();
+    return rows.map((r) => ({ state: r.state as ActualLrpState, cellId: r.cell_id, targetCellId: r.target_cell_id, count: Number(r.n) }));
   }
 
   async getCell(cellId: string) {

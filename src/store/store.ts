@@ -1,18 +1,27 @@
 // One store interface with two implementations (SQLite embedded, PostgreSQL shared).
 // Every use case runs in one transaction: `store.transaction(async tx => ...)`.
 
-import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpFilter, ActualLrpState, DesiredLrp, DesiredLrpFilter } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
 import type { LeaseFence, LeaseState } from './lease.js';
 
+export interface PlacementCount {
+  state: ActualLrpState;
+  cellId: string;
+  targetCellId: string;
+  count: number;
+}
+
 export interface StoreReads {
   getDesiredLrp(processGuid: string): Promise<DesiredLrp | undefined>;
   listDesiredLrps(filter?: DesiredLrpFilter & { serviceId?: string }): Promise<DesiredLrp[]>;
   getActualLrp(processGuid: string, index: number): Promise<ActualLrp | undefined>;
-  listActualLrps(filter?: ActualLrpFilter): Promise<ActualLrp[]>;
+  listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
+  /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
+  countActualLrpsByPlacement(): Promise<PlacementCount[]>;
   getCell(cellId: string): Promise<Cell | undefined>;
   listCells(): Promise<Cell[]>;
   getService(id: string): Promise<Service | undefined>;
