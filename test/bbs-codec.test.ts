@@ -179,6 +179,25 @@ test('an ActualLRP is flattened in JSON and round-trips through both encodings',
   assert.deepEqual(decodeRequest('models.ActualLRPGroupsResponse', pb.body, PB), response);
 });
 
+test('JSON and protobuf encodings of the same messages carry the same content', () => {
+  const { desiredLrp } = decodeRequest<{ desiredLrp: DesiredLrp }>('models.DesireLRPRequest', json(desireJson), JSON_CT);
+  const evacuating: ActualLrp = { ...runningLrp, presence: 'EVACUATING', stopRequested: true, crashCount: 2, actualLrpNetInfo: { ...runningLrp.actualLrpNetInfo, ports: [] } };
+  const messages: [string, object][] = [
+    ['models.DesiredLRPsResponse', { desiredLrps: [desiredLrp, { ...desiredLrp, routes: {} }, { ...desiredLrp, routes: undefined, annotation: undefined }] }],
+    ['models.ActualLRPGroupsResponse', { actualLrpGroups: [{ instance: runningLrp }, { evacuating }, {}] }],
+    ['models.ActualLRPGroupsResponse', { error: { type: 'ResourceNotFound', message: 'gone' } }],
+    ['models.DesiredLRPChangedEvent', { before: desiredLrp, after: { ...desiredLrp, instances: 9 } }],
+  ];
+  for (const [type, message] of messages) {
+    // JSON is encoded straight from the internal objects, protobuf through wire objects:
+    // the JSON of what the protobuf bytes decode to must be the same text
+    const direct = encodeResponse(type, message, JSON_CT).body.toString();
+    const viaProtobuf = encodeResponse(type, decodeRequest(type, encodeResponse(type, message, PB).body, PB), JSON_CT).body.toString();
+    assert.equal(direct, viaProtobuf, type);
+    assert.equal(encodeEventJson(type, message), direct, type);
+  }
+});
+
 test('since is milliseconds inside, exact nanoseconds on the wire', () => {
   const pb = encodeResponse('models.ActualLRPsResponse', { actualLrps: [runningLrp] }, PB);
   const raw = wireType('models.ActualLRPsResponse').decode(pb.body) as unknown as { actualLrps: { since: protobuf.Long }[] };

@@ -7,8 +7,9 @@
 //             routes as raw JSON bytes inside the ProtoRoutes wrapper);
 //   JSON:     BBS's JSON (snake_case, enum names, ActualLRP keys flattened).
 // Every decode ends in wireToInternal (JSON is first checked and turned into a wire
-// object), so both encodings yield the same internal shape by construction; every
-// encode starts with internalToWire.
+// object), so both encodings yield the same internal shape by construction. Protobuf
+// encodes go through internalToWire; JSON encodes go straight from internal to JSON,
+// scalar by scalar through the same wire conversion.
 
 import protobuf from 'protobufjs';
 import { packagePath } from '../../package-root.js';
@@ -80,11 +81,10 @@ export function encodeResponse(
   contentType: string | undefined,
 ): Encoded {
   const type = messageType(typeName);
-  const wire = internalToWire(type, obj as Obj);
   if (isProtobufContentType(contentType)) {
-    return { body: encodeWire(type, wire), contentType: PROTOBUF_CONTENT_TYPE };
+    return { body: encodeWire(type, internalToWire(type, obj as Obj)), contentType: PROTOBUF_CONTENT_TYPE };
   }
-  return { body: Buffer.from(JSON.stringify(wireToJson(type, wire))), contentType: JSON_CONTENT_TYPE };
+  return { body: Buffer.from(JSON.stringify(internalToJson(type, obj as Obj))), contentType: JSON_CONTENT_TYPE };
 }
 
 /** decodeRequest under a neutral name, for clients decoding responses (the agent). */
@@ -109,8 +109,7 @@ export function encodeEvent(typeName: string, obj: object): string {
 
 /** An event as BBS-style JSON text (Drover's `?format=json`). */
 export function encodeEventJson(typeName: string, obj: object): string {
-  const type = messageType(typeName);
-  return JSON.stringify(wireToJson(type, internalToWire(type, obj as Obj)));
+  return JSON.stringify(internalToJson(messageType(typeName), obj as Obj));
 }
 
 function encodeWire(type: protobuf.Type, wire: Obj): Buffer<ArrayBuffer> {
@@ -286,40 +285,52 @@ function valueToWire(f: protobuf.Field, x: unknown): unknown {
   return x;
 }
 
-// ---------------------------------------------------------------------- wire <-> JSON
+// ------------------------------------------------------ internal -> JSON, JSON -> wire
 
-function wireToJson(type: protobuf.Type, wire: Obj): Obj {
+/**
+ * internal -> JSON in one walk, for responses and events: no wire tree in between (a list
+ * of 100k records spent most of its encoding time building and collecting those trees).
+ */
+function internalToJson(type: protobuf.Type, obj: Obj): Obj {
   const out: Obj = {};
   for (const f of type.fieldsArray) {
-    if (embedKind(f)) {
-      Object.assign(out, wireToJson(subType(f), (wire[f.name] as Obj | undefined) ?? {}));
+    const embed = embedKind(f);
+    if (embed) {
+      Object.assign(out, internalToJson(subType(f), embed === 'flat' ? obj : ((obj[f.name] as Obj | undefined) ?? {})));
       continue;
     }
-    const key = f.protoName;
-    // zero values are emitted so clients see complete records (BBS does the same)
-    const v = wire[f.name] ?? defaultOf(f);
-    if (v == null) continue;
+    const v = obj[f.name];
+    if (v == null) {
+      // zero values are emitted so clients see complete records (BBS does the same)
+      const d = defaultOf(f);
+      if (d != null) out[f.protoName] = f.repeated || f.map ? d : valueToJson(f, d);
+      continue;
+    }
     const inner = wrappedField(f);
-    if (inner) out[key] = mapToJson(inner, ((v as Obj)[inner.name] as Obj | undefined) ?? {});
-    else if (f.map) out[key] = mapToJson(f, v as Obj);
-    else if (f.repeated) out[key] = (v as unknown[]).map((x) => valueToJson(f, x));
-    else out[key] = valueToJson(f, v);
+    if (inner) out[f.protoName] = mapInternalToJson(inner, v as Obj);
+    else if (f.map) out[f.protoName] = mapInternalToJson(f, v as Obj);
+    else if (f.repeated) out[f.protoName] = (v as unknown[]).map((x) => valueInternalToJson(f, x));
+    else out[f.protoName] = valueInternalToJson(f, v);
   }
   return out;
 }
 
-function mapToJson(f: protobuf.Field, m: Obj): Obj {
+function mapInternalToJson(f: protobuf.Field, m: Obj): Obj {
   const out: Obj = {};
   for (const [k, x] of Object.entries(m)) {
-    // route values are embedded as JSON (not base64) - they are JSON documents
-    out[k] = isJsonBytes(f) ? parseJsonBytes(f, k, x as Uint8Array) : valueToJson(f, x);
+    // a JSON document stays one (as its bytes would parse back), absent reads as null
+    out[k] = isJsonBytes(f) ? (x === undefined ? null : x) : valueInternalToJson(f, x);
   }
   return out;
+}
+
+function valueInternalToJson(f: protobuf.Field, x: unknown): unknown {
+  const t = f.resolvedType;
+  return t instanceof protobuf.Type ? internalToJson(t, x as Obj) : valueToJson(f, valueToWire(f, x));
 }
 
 function valueToJson(f: protobuf.Field, x: unknown): unknown {
   const t = f.resolvedType;
-  if (t instanceof protobuf.Type) return wireToJson(t, x as Obj);
   if (t instanceof protobuf.Enum) return t.valuesById[x as number] ?? x;
   if (f.long) return longToNumber(x); // BBS JSON has int64 as numbers
   if (f.bytes) return Buffer.from(x as Uint8Array).toString('base64');
