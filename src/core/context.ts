@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { EventType } from '../model/event.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LeaseFence } from '../store/lease.js';
+import type { CoreLimits } from './limits.js';
 
 /** Tells listeners that new events were committed; they read them from the store in order. */
 export class EventBus extends EventEmitter {
@@ -22,6 +23,8 @@ export interface CoreContext {
   bus: EventBus;
   log: Logger;
   now(): number;
+  /** unset: no rate limit and the model's own instance cap */
+  limits?: CoreLimits;
 }
 
 export type Emit = (type: EventType, payload: Record<string, unknown>) => Promise<void>;

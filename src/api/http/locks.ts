@@ -8,6 +8,7 @@ import type { Identities } from '../../core/identities.js';
 import { createLocks, queryLocks, removeLocks } from '../../core/locks.js';
 import { lockListDto } from '../../model/lock.js';
 import type { Principal } from '../../model/principal.js';
+import { takeRequestToken } from '../../core/limits.js';
 import { authenticated, errorResponse, identifyCaller, parseJson } from '../mqtt/arrowhead.js';
 
 export const LOCK_HTTP_BASE = '/serviceorchestration/orchestration/mgmt/lock';
@@ -28,7 +29,9 @@ export function registerLockRoutes(app: FastifyInstance, ctx: CoreContext, ident
         const header = request.headers.authorization;
         const credential = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
         try {
-          const body = await run(authenticated(identifyCaller(identities, credential)), request);
+          const p = authenticated(identifyCaller(identities, credential));
+          takeRequestToken(ctx, p);
+          const body = await run(p, request);
           return reply.code(status).type('application/json').send(body === undefined ? '' : JSON.stringify(body));
         } catch (e) {
           const error = errorResponse(e, origin, request.log);
