@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { startDrover, type DroverOptions, type RunningDrover } from '../src/drover.js';
@@ -199,5 +200,15 @@ export class StoreWatch {
   unchanged(what: string): void {
     const now = storeDump(this.dataDir);
     if (now !== this.last) assert.fail(`a refused input changed the store: ${what.slice(0, 300)}`);
+  }
+
+  /** After an accepted input: waits until what it set going is written, then takes that as the new state. */
+  async settle(): Promise<void> {
+    for (let previous = storeDump(this.dataDir); ; ) {
+      await sleep(300);
+      this.last = storeDump(this.dataDir);
+      if (this.last === previous) return;
+      previous = this.last;
+    }
   }
 }
