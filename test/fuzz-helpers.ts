@@ -41,6 +41,7 @@ export async function fuzz<T>(name: string, arbitrary: fc.Arbitrary<T>, check: (
   await fc.assert(
     fc.asyncProperty(arbitrary, async (input) => {
       inputs++;
+      if (process.env.DROVER_FUZZ_TRACE) console.error(`fuzz ${name} #${inputs}: ${(JSON.stringify(input) ?? '').slice(0, 300)}`);
       await check(input);
       const rss = process.memoryUsage.rss();
       peak = Math.max(peak, rss);

@@ -56,8 +56,11 @@ function responseTopicOf(message: Buffer): string | undefined {
   return m ? Buffer.from(m[1]!, 'latin1').toString('utf8') : undefined;
 }
 
-/** A topic we can publish the answer to: a non-empty name without wildcards. */
-const usableTopic = (t: unknown): t is string => typeof t === 'string' && t !== '' && !/[+#\0]/.test(t);
+/** MQTT encodes a topic's length in two bytes: a longer one would corrupt the packet. */
+const MAX_TOPIC_BYTES = 65_535;
+
+/** A topic we can publish the answer to: a non-empty name without wildcards that MQTT can carry. */
+const usableTopic = (t: unknown): t is string => typeof t === 'string' && t !== '' && !/[+#\0]/.test(t) && Buffer.byteLength(t) <= MAX_TOPIC_BYTES;
 
 export interface MqttInterfaceOptions {
   /** `embedded` or the URL of an external broker (mqtt://, mqtts://) */
