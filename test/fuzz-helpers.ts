@@ -38,10 +38,12 @@ export async function fuzz<T>(name: string, arbitrary: fc.Arbitrary<T>, check: (
   const started = Date.now();
   let inputs = 0;
   let peak = process.memoryUsage.rss();
+  // deep inputs would overflow fast-check's own printing of a counterexample: print a summary
+  const summarized = arbitrary.map((value) => ({ value, [fc.toStringMethod]: () => summary(value) }));
   await fc.assert(
-    fc.asyncProperty(arbitrary, async (input) => {
+    fc.asyncProperty(summarized, async ({ value: input }) => {
       inputs++;
-      if (process.env.DROVER_FUZZ_TRACE) console.error(`fuzz ${name} #${inputs}: ${(JSON.stringify(input) ?? '').slice(0, 300)}`);
+      if (process.env.DROVER_FUZZ_TRACE) console.error(`fuzz ${name} #${inputs}: ${summary(input)}`);
       await check(input);
       const rss = process.memoryUsage.rss();
       peak = Math.max(peak, rss);
@@ -50,6 +52,14 @@ export async function fuzz<T>(name: string, arbitrary: fc.Arbitrary<T>, check: (
     { numRuns: runs, endOnFailure: true },
   );
   console.log(`fuzz ${name}: ${inputs} inputs, ${Date.now() - started} ms, peak RSS ${Math.round(peak / 2 ** 20)} MB`);
+}
+
+function summary(value: unknown): string {
+  try {
+    return (JSON.stringify(value) ?? String(value)).slice(0, 500);
+  } catch (e) {
+    return `(not printable: ${(e as Error).message})`;
+  }
 }
 
 /** Nothing reachable from a plain object gained a property (prototype pollution). */
