@@ -126,7 +126,8 @@ export function mutationOf(valid: Json, spoil?: fc.Arbitrary<(m: Json) => void>)
     for (const [path, value] of changes) {
       // an earlier change may have removed or replaced the parent
       try {
-        setAt(m, path, value);
+        // a copy: generated constants are shared between inputs and must not be changed in place
+        setAt(m, path, structuredClone(value));
       } catch {
         // nothing to change there any more
       }
