@@ -9,6 +9,7 @@ import { rmSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { RunningDrover } from '../src/drover.js';
+import { LOCK_HTTP_BASE } from '../src/api/http/locks.js';
 import { inHours, LockClient, sleep, unique, type Answer, type Op } from './locks-fixtures.js';
 import { assertNoPollution, BYSTANDER, FUZZER, fuzz, hostileValue, mangledBytes, mutationOf, spoiling, startFuzzDrover, StoreWatch, TIGHT_LIMITS, type Json } from './fuzz-helpers.js';
 
@@ -118,6 +119,15 @@ describe('limits over MQTT', () => {
     assert.equal(a.payload.exceptionType, 'INVALID_PARAMETER');
     assert.match(a.payload.errorMessage, /larger than 4096 bytes/);
     w.unchanged('a create over the message limit');
+  });
+
+  it('over HTTP, answers a body over --body-limit with a 413 ErrorResponse', async () => {
+    const locks = Array.from({ length: 100 }, (_, i) => ({ serviceInstanceId: `svc-${i}|p|1.0.0`, owner: 'fuzzer', expiresAt: inHours(1) }));
+    const res = await fetch(`${limited.url}${LOCK_HTTP_BASE}/create`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${FUZZER.mqtt}` }, body: JSON.stringify({ locks }) });
+    assert.equal(res.status, 413);
+    const e = (await res.json()) as Json;
+    assert.deepEqual([e.errorCode, e.exceptionType, e.origin], [413, 'INVALID_PARAMETER', `POST ${LOCK_HTTP_BASE}/create`]);
+    assert.equal(typeof e.errorMessage, 'string');
   });
 
   it('answers 429 once a principal exceeds --rate-limit, and only that principal', async () => {
