@@ -17,6 +17,8 @@ import { join as joinPath } from 'node:path';
 import { DEFAULT_TOPIC_PREFIX, startMqttInterface, type MqttInterface } from './api/mqtt/locks.js';
 import { watchServices } from './core/services.js';
 import { startGeniInterface, type GeniInterface } from './api/xmlrpc/interface.js';
+import { RateLimiter } from './core/limits.js';
+import { MAX_INSTANCES } from './model/validate.js';
 import { DEFAULT_APP_ID, DEFAULT_EXCHANGE, DEFAULT_READY_TIMEOUT_MS, ManoAmqpAdapter } from './api/amqp/adapter.js';
 
 export interface DroverOptions {
@@ -33,7 +35,16 @@ export interface DroverOptions {
   cellTtlMs: number;
   convergeIntervalMs: number;
   startWindowMs: number;
+  /** the largest request body over HTTP (BBS, Era, Arrowhead locks) and HTTPS (GENI), in bytes */
   bodyLimit: number;
+  /** the largest MQTT (Arrowhead) or AMQP (MANO) request message decoded, in bytes */
+  messageLimit: number;
+  /** requests per second each principal may make over all interfaces; 0: no limit */
+  rateLimit: number;
+  /** requests a principal may make at once after being idle (default: one second's worth, at least 1) */
+  rateBurst?: number;
+  /** the most instances one DesiredLRP may have (BBS desire/update, MANO VNFs, GENI nodes) */
+  maxInstances: number;
   logLevel: string;
   /** embedded (the default when unset), none, or an external broker's mqtt:// / mqtts:// URL */
   mqtt?: string;
@@ -79,6 +90,9 @@ export const DEFAULT_OPTIONS: DroverOptions = {
   convergeIntervalMs: 1000,
   startWindowMs: DEFAULT_AGENT_OPTIONS.startWindowMs,
   bodyLimit: DEFAULT_BODY_LIMIT,
+  messageLimit: DEFAULT_BODY_LIMIT,
+  rateLimit: 0,
+  maxInstances: MAX_INSTANCES,
   logLevel: 'info',
   mqttListen: '127.0.0.1:1884',
   mqttsListen: '127.0.0.1:8884',
@@ -122,6 +136,7 @@ async function startMqtt(options: DroverOptions, ctx: CoreContext, identities: I
       broker: options.mqtt ?? 'embedded',
       embedded: { listen: splitHostPort(options.mqttListen, '--mqtt-listen'), mqtts },
       topicPrefix: options.mqttTopicPrefix,
+      messageLimit: options.messageLimit,
     });
   } catch (e) {
     if (options.mqtt || options.mqttListen !== DEFAULT_OPTIONS.mqttListen || mqtts) throw e;
@@ -137,7 +152,8 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   const identities = options.auth ? Identities.fromFile(options.auth) : Identities.openMode();
   if (identities.open) log.warn('no --auth file: open mode, every caller is an operator');
   const store = await openStore(options.store, dataDir);
-  const ctx: CoreContext = { store, bus: new EventBus(), log, now: Date.now };
+  const rate = new RateLimiter({ perSecond: options.rateLimit, burst: options.rateBurst ?? Math.max(1, Math.ceil(options.rateLimit)) });
+  const ctx: CoreContext = { store, bus: new EventBus(), log, now: Date.now, limits: { maxInstances: options.maxInstances, rate } };
   const mqtt = await startMqtt(options, ctx, identities, log);
   // lastPass is read at scrape time, once `convergence` (below) exists.
   const http = await buildHttpServer(ctx, identities, log, { bodyLimit: options.bodyLimit, dataDir, lastPass: () => convergence.lastPass });
@@ -191,6 +207,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
         exchange: options.amqpExchange,
         appId: options.amqpAppId,
         readyTimeoutMs: options.manoReadyTimeoutMs,
+        messageLimit: options.messageLimit,
       })
     : undefined;
   await amqp?.start();

@@ -26,6 +26,12 @@ function positiveInt(value: string, flagName: string): number {
   return n;
 }
 
+function nonNegativeNumber(value: string, flagName: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${flagName} must be a number >= 0, got ${value}`);
+  return n;
+}
+
 program
   .command('serve')
   .description('run the control plane (and, by default, an in-process cell agent)')
@@ -39,6 +45,10 @@ program
   .addOption(flag('--no-agent', 'do not run an in-process cell agent', 'NO_AGENT'))
   .addOption(flag('--cell-ttl-ms <ms>', 'presence TTL of the in-process agent', 'CELL_TTL_MS').default(String(DEFAULT_OPTIONS.cellTtlMs)))
   .addOption(flag('--body-limit <bytes>', 'largest accepted request body', 'BODY_LIMIT').default(String(DEFAULT_BODY_LIMIT)))
+  .addOption(flag('--message-limit <bytes>', 'largest accepted MQTT (locks) or AMQP (MANO) request message', 'MESSAGE_LIMIT').default(String(DEFAULT_OPTIONS.messageLimit)))
+  .addOption(flag('--rate-limit <per-second>', 'requests per second each principal may make, over all interfaces (0: no limit)', 'RATE_LIMIT').default(String(DEFAULT_OPTIONS.rateLimit)))
+  .addOption(flag('--rate-burst <requests>', 'requests a principal may make at once (default: one second of --rate-limit)', 'RATE_BURST'))
+  .addOption(flag('--max-instances <n>', 'most instances one desired LRP may have', 'MAX_INSTANCES').default(String(DEFAULT_OPTIONS.maxInstances)))
   .addOption(flag('--log-level <level>', 'pino log level', 'LOG_LEVEL').default('info'))
   .addOption(flag('--mqtt <broker>', 'embedded (default) | none | mqtt://... | mqtts://... (Arrowhead locks)', 'MQTT'))
   .addOption(flag('--mqtt-listen <host:port>', 'embedded broker MQTT address', 'MQTT_LISTEN').default(DEFAULT_OPTIONS.mqttListen))
@@ -72,6 +82,10 @@ program
         agent: o.agent,
         cellTtlMs: positiveInt(o.cellTtlMs, '--cell-ttl-ms'),
         bodyLimit: positiveInt(o.bodyLimit, '--body-limit'),
+        messageLimit: positiveInt(o.messageLimit, '--message-limit'),
+        rateLimit: nonNegativeNumber(o.rateLimit, '--rate-limit'),
+        rateBurst: o.rateBurst === undefined ? undefined : positiveInt(o.rateBurst, '--rate-burst'),
+        maxInstances: positiveInt(o.maxInstances, '--max-instances'),
         logLevel: o.logLevel,
         mqtt: o.mqtt,
         mqttListen: o.mqttListen,

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { EventType } from '../model/event.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LeaseFence } from '../store/lease.js';
+import type { CoreLimits } from './limits.js';
 
 /** What a commit changed, from its events: the LRPs it touched, or something wider. */
 export interface Touched {
@@ -51,6 +52,8 @@ export interface CoreContext {
   bus: EventBus;
   log: Logger;
   now(): number;
+  /** unset: no rate limit and the model's own instance cap */
+  limits?: CoreLimits;
 }
 
 export type Emit = (type: EventType, payload: Record<string, unknown>) => Promise<void>;

@@ -8,6 +8,7 @@ import type { DesiredLrp, DesiredLrpUpdate } from '../model/lrp.js';
 import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext, type Emit } from './context.js';
+import { maxInstancesOf } from './limits.js';
 import { createActualLrp, stopActualLrp } from './actual-lrps.js';
 import { requireChangeAllowed, requireServiceOpen } from './guards.js';
 
@@ -39,7 +40,7 @@ export async function reconcileInstances(tx: StoreTx, emit: Emit, d: DesiredLrp,
 
 export async function desireLrp(ctx: CoreContext, p: Principal | undefined, input: Partial<DesiredLrp> | undefined): Promise<DesiredLrp> {
   authorize(p, 'owner');
-  const d = validateDesiredLrp(input);
+  const d = validateDesiredLrp(input, maxInstancesOf(ctx));
   d.modificationTag = { epoch: randomUUID(), index: 0 };
   return inTransaction(ctx, async (tx, emit) => {
     await requireServiceOpen(tx, d);
@@ -71,7 +72,7 @@ export async function updateDesiredLrp(
   force = false,
 ): Promise<DesiredLrp> {
   const caller = authorize(p, 'owner');
-  const u = validateUpdate(update);
+  const u = validateUpdate(update, maxInstancesOf(ctx));
   return inTransaction(ctx, async (tx, emit) => {
     const before = await loadDesiredLrp(tx, processGuid);
     if (expectedTag !== undefined && before.modificationTag.index !== expectedTag) {

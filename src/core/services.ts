@@ -12,6 +12,7 @@ import { validateDesiredLrp, validateUpdate } from '../model/validate.js';
 import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext, type Emit } from './context.js';
+import { maxInstancesOf } from './limits.js';
 import { applyUpdate, reconcileInstances } from './desired-lrps.js';
 import { requireUnlocked } from './guards.js';
 import { stopActualLrp } from './actual-lrps.js';
@@ -57,7 +58,7 @@ export async function instantiateService(ctx: CoreContext, p: Principal | undefi
   if (!spec.name) fail('invalid_request', 'service name is required');
   if (!spec.lrps.length) fail('invalid_request', 'a service needs at least one desired LRP');
   const id = spec.id ?? randomUUID();
-  const lrps = spec.lrps.map((l) => ({ ...validateDesiredLrp({ ...l, serviceId: id }), modificationTag: { epoch: randomUUID(), index: 0 } }));
+  const lrps = spec.lrps.map((l) => ({ ...validateDesiredLrp({ ...l, serviceId: id }, maxInstancesOf(ctx)), modificationTag: { epoch: randomUUID(), index: 0 } }));
   const now = ctx.now();
   const service: Service = { id, name: spec.name, kind: spec.kind, owner: owner.name, state: 'INSTANTIATING', shutdown: false, attributes: spec.attributes ?? {}, createdAt: now, updatedAt: now };
   return inTransaction(ctx, async (tx, emit) => {
@@ -148,7 +149,7 @@ export async function changeService(ctx: CoreContext, p: Principal | undefined, 
     for (const [guid, instances] of Object.entries(scale)) {
       const d = lrps.get(guid)!.desired;
       if (d.instances === instances) continue;
-      const after = applyUpdate(d, validateUpdate({ instances }));
+      const after = applyUpdate(d, validateUpdate({ instances }, maxInstancesOf(ctx)));
       await tx.updateDesiredLrp(after);
       await emit('desired_lrp_changed', { before: d, after });
       await reconcileInstances(tx, emit, after, now);

@@ -17,6 +17,7 @@ export type ErrorKind =
   | 'unauthenticated'
   | 'forbidden'
   | 'limit_exceeded'
+  | 'rate_limited' // the caller made too many requests; it may retry later
   | 'internal';
 
 export class DroverError extends Error {

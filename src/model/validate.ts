@@ -16,10 +16,10 @@ export function validateProcessGuid(guid: unknown, field = 'process_guid'): stri
   return guid;
 }
 
-function validateInstances(n: unknown): number {
+function validateInstances(n: unknown, max: number): number {
   if (typeof n !== 'number' || !Number.isInteger(n)) fail('invalid_request', 'instances must be an integer');
   if (n < 0) fail('invalid_request', 'instances must be >= 0');
-  if (n > MAX_INSTANCES) fail('invalid_request', `instances must be <= ${MAX_INSTANCES}`);
+  if (n > max) fail('limit_exceeded', `instances must be <= ${max} (the instance limit)`);
   return n;
 }
 
@@ -43,11 +43,11 @@ function validateRestart(r: RestartOption | undefined): { restart?: RestartOptio
 }
 
 /** Fills Drover's defaults and checks the BBS rules; returns a complete DesiredLRP. */
-export function validateDesiredLrp(input: Partial<DesiredLrp> | undefined): DesiredLrp {
+export function validateDesiredLrp(input: Partial<DesiredLrp> | undefined, maxInstances = MAX_INSTANCES): DesiredLrp {
   if (!input || typeof input !== 'object') fail('invalid_request', 'desired_lrp is required');
   const processGuid = validateProcessGuid(input.processGuid);
   if (!input.domain) fail('invalid_request', 'domain is required');
-  const instances = validateInstances(input.instances ?? 0);
+  const instances = validateInstances(input.instances ?? 0, maxInstances);
   if (!input.action) fail('invalid_request', 'action is required');
   const run = findRunAction(input.action);
   if (!run || !run.path) fail('invalid_request', 'action must contain a run action with a path');
@@ -93,9 +93,9 @@ export function validateDesiredLrp(input: Partial<DesiredLrp> | undefined): Desi
   };
 }
 
-export function validateUpdate(update: DesiredLrpUpdate | undefined): DesiredLrpUpdate {
+export function validateUpdate(update: DesiredLrpUpdate | undefined, maxInstances = MAX_INSTANCES): DesiredLrpUpdate {
   if (!update || typeof update !== 'object') fail('invalid_request', 'update is required');
-  if (update.instances !== undefined) validateInstances(update.instances);
+  if (update.instances !== undefined) validateInstances(update.instances, maxInstances);
   if (update.annotation !== undefined) validateAnnotation(update.annotation);
   if (update.routes !== undefined) validateRoutes(update.routes);
   return update;

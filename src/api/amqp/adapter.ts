@@ -19,6 +19,7 @@ import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { failService, instantiateService, serviceProblems, serviceStatus, terminateService, waitForService } from '../../core/services.js';
 import { decodeBody, encodeBody } from './body.js';
+import { takeRequestToken } from '../../core/limits.js';
 import { instanceIdOf, MANO_KIND, planService, records, stableUuid, TOPIC_CREATE, TOPIC_TERMINATE, UNSUPPORTED_TOPICS, type ManoAttributes, type RecordStatus } from './mano.js';
 
 export interface AmqpAdapterOptions {
@@ -28,6 +29,8 @@ export interface AmqpAdapterOptions {
   appId: string;
   /** how long an instantiation may take to have every instance RUNNING (and a termination to stop them) */
   readyTimeoutMs: number;
+  /** the largest request body decoded, in bytes */
+  messageLimit: number;
 }
 
 export const DEFAULT_EXCHANGE = 'son-kernel';
@@ -174,10 +177,12 @@ export class ManoAmqpAdapter {
   private async accept(topic: string, appId: string | undefined, content: Buffer, key: string): Promise<Accepted> {
     let body: Dict | undefined;
     try {
-      body = decodeBody(content);
+      body = decodeBody(content, this.opts.messageLimit);
       const workflow = this.workflows[topic];
       if (!workflow) fail('invalid_request', `${topic} is not supported by Drover`);
-      return await workflow(this.identities.resolve('amqpAppIds', appId), body, key);
+      const p = this.identities.resolve('amqpAppIds', appId);
+      takeRequestToken(this.ctx, p);
+      return await workflow(p, body, key);
     } catch (e) {
       return { first: this.errorReply(e, body) };
     }

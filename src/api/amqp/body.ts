@@ -5,11 +5,10 @@
 import { parseDocument, stringify } from 'yaml';
 import { fail } from '../../model/errors.js';
 
-export const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_ALIASES = 100;
 
-export function decodeBody(content: Buffer): Record<string, unknown> {
-  if (content.length > MAX_BODY_BYTES) fail('invalid_request', `body is larger than ${MAX_BODY_BYTES} bytes`);
+export function decodeBody(content: Buffer, maxBytes: number): Record<string, unknown> {
+  if (content.length > maxBytes) fail('limit_exceeded', `body is larger than ${maxBytes} bytes`);
   const doc = parseDocument(content.toString('utf8'), { schema: 'core', customTags: [], resolveKnownTags: false, uniqueKeys: true, prettyErrors: false });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) fail('invalid_request', `body is not valid YAML: ${problem.message.split('\n')[0]}`);

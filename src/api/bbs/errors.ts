@@ -73,6 +73,8 @@ const BY_KIND: Record<ErrorKind, BbsErrorType> = {
   unauthenticated: 'UnknownError',
   forbidden: 'UnknownError',
   limit_exceeded: 'InvalidRequest',
+  // answered with HTTP 429 by the route layer
+  rate_limited: 'UnknownError',
   internal: 'UnknownError',
 };
 

@@ -20,6 +20,7 @@ import type { Cell } from '../../model/cell.js';
 import { decodeRequest, encodeResponse } from './codec.js';
 import { BbsCodecError, bbsErrorFromDroverError } from './errors.js';
 import { principalOf } from '../http/principal.js';
+import { takeRequestToken } from '../../core/limits.js';
 
 // Requests arrive as decoded messages; fields are optional until validated by the core.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -196,6 +197,7 @@ const ROUTES: BbsRoute[] = [
 function httpStatus(e: DroverError): number {
   if (e.kind === 'unauthenticated') return 401;
   if (e.kind === 'forbidden') return 403;
+  if (e.kind === 'rate_limited') return 429;
   return 200;
 }
 
@@ -206,6 +208,7 @@ export function registerBbsRoutes(app: FastifyInstance, ctx: CoreContext): void 
       let status = 200;
       let message: object;
       try {
+        takeRequestToken(ctx, principalOf(request));
         const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
         const req = route.request ? decodeRequest(route.request, body, contentType) : {};
         message = await route.handle(ctx, principalOf(request), req, request.headers['x-drover-force'] === 'true');

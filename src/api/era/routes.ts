@@ -24,6 +24,7 @@ import { DroverError, type ErrorKind } from '../../model/errors.js';
 import { FieldError } from '../../model/mservice.js';
 import type { Principal } from '../../model/principal.js';
 import { principalOf } from '../http/principal.js';
+import { takeRequestToken } from '../../core/limits.js';
 
 export const MSERVICES_PATH = '/rest/v1/domain/mservices';
 
@@ -36,6 +37,7 @@ const STATUS: Partial<Record<ErrorKind, number>> = {
   unauthenticated: 401,
   forbidden: 403,
   limit_exceeded: 413,
+  rate_limited: 429,
 };
 
 /** What a handler answers: JSON (an object, or nothing for 204) or a file. */
@@ -103,6 +105,7 @@ export function registerEraRoutes(app: FastifyInstance, ctx: CoreContext): void 
       handler: async (request, reply) => {
         try {
           const domain = (request.query as { domain?: unknown }).domain;
+          takeRequestToken(ctx, principalOf(request));
           const a = await handler(request, principalOf(request), typeof domain === 'string' ? domain : undefined);
           if (a.file) {
             const disposition = `attachment; filename="${a.file.name}"`;

@@ -2,12 +2,14 @@
 // operations and ErrorResponse as over MQTT. The caller's Arrowhead authentication info
 // travels as `Authorization: Bearer <PREFIX>//<value>` (a plain bearer token works too).
 
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { DroverError } from '../../model/errors.js';
 import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { createLocks, queryLocks, removeLocks } from '../../core/locks.js';
 import { lockListDto } from '../../model/lock.js';
 import type { Principal } from '../../model/principal.js';
+import { takeRequestToken } from '../../core/limits.js';
 import { authenticated, errorResponse, identifyCaller, parseJson } from '../mqtt/arrowhead.js';
 
 export const LOCK_HTTP_BASE = '/serviceorchestration/orchestration/mgmt/lock';
@@ -21,18 +23,25 @@ export function registerLockRoutes(app: FastifyInstance, ctx: CoreContext, ident
   const route = (method: 'POST' | 'DELETE', path: string, status: number, run: (p: Principal, r: FastifyRequest) => Promise<object | undefined>) => {
     const url = LOCK_HTTP_BASE + path;
     const origin = `${method} ${url.replace(/:(\w+)/g, '{$1}')}`;
+    const sendError = (e: unknown, request: FastifyRequest, reply: FastifyReply) => {
+      const error = errorResponse(e, origin, request.log);
+      return reply.code(error.errorCode).type('application/json').send(JSON.stringify(error));
+    };
     app.route({
       method,
       url,
+      // Fastify's own refusals (a body over the limit) answer with an ErrorResponse too
+      errorHandler: (error, request, reply) => sendError(error.statusCode === 413 ? new DroverError('limit_exceeded', error.message) : error, request, reply),
       handler: async (request, reply) => {
         const header = request.headers.authorization;
         const credential = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
         try {
-          const body = await run(authenticated(identifyCaller(identities, credential)), request);
+          const p = authenticated(identifyCaller(identities, credential));
+          takeRequestToken(ctx, p);
+          const body = await run(p, request);
           return reply.code(status).type('application/json').send(body === undefined ? '' : JSON.stringify(body));
         } catch (e) {
-          const error = errorResponse(e, origin, request.log);
-          return reply.code(error.errorCode).type('application/json').send(JSON.stringify(error));
+          return sendError(e, request, reply);
         }
       },
     });

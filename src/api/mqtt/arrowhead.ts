@@ -61,6 +61,8 @@ const BY_KIND: Partial<Record<ErrorKind, [number, string]>> = {
   forbidden: [403, 'FORBIDDEN'],
   not_found: [404, 'DATA_NOT_FOUND'],
   locked: [423, 'LOCKED'],
+  limit_exceeded: [413, 'INVALID_PARAMETER'],
+  rate_limited: [429, 'UNAVAILABLE'],
 };
 
 /** Domain errors keep their message; anything unexpected is logged and answered as a bare 500. */

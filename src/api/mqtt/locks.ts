@@ -13,6 +13,7 @@ import { createLocks, queryLocks, removeLocks } from '../../core/locks.js';
 import type { Principal } from '../../model/principal.js';
 import { fail } from '../../model/errors.js';
 import { lockListDto } from '../../model/lock.js';
+import { takeRequestToken } from '../../core/limits.js';
 import { authenticated, errorResponse, identifyCaller, parseJson } from './arrowhead.js';
 import { startEmbeddedBroker, type BrokerOptions } from './broker.js';
 
@@ -49,8 +50,17 @@ const OPERATIONS: Record<string, Operation> = {
   },
 };
 
-/** A topic we can publish the answer to: a non-empty name without wildcards. */
-const usableTopic = (t: unknown): t is string => typeof t === 'string' && t !== '' && !/[+#\0]/.test(t);
+/** The responseTopic of a request too large to parse: the first one its text names. */
+function responseTopicOf(message: Buffer): string | undefined {
+  const m = /"responseTopic"\s*:\s*"([^"\\]{1,1024})"/.exec(message.toString('latin1'));
+  return m ? Buffer.from(m[1]!, 'latin1').toString('utf8') : undefined;
+}
+
+/** MQTT encodes a topic's length in two bytes: a longer one would corrupt the packet. */
+const MAX_TOPIC_BYTES = 65_535;
+
+/** A topic we can publish the answer to: a non-empty name without wildcards that MQTT can carry. */
+const usableTopic = (t: unknown): t is string => typeof t === 'string' && t !== '' && !/[+#\0]/.test(t) && Buffer.byteLength(t) <= MAX_TOPIC_BYTES;
 
 export interface MqttInterfaceOptions {
   /** `embedded` or the URL of an external broker (mqtt://, mqtts://) */
@@ -58,6 +68,8 @@ export interface MqttInterfaceOptions {
   /** the embedded broker's listeners */
   embedded: BrokerOptions;
   topicPrefix: string;
+  /** the largest request message decoded, in bytes */
+  messageLimit: number;
 }
 
 export interface MqttInterface {
@@ -87,9 +99,11 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
   const handle = async (topic: string, message: Buffer) => {
     const op = operations.get(topic);
     if (!op) return;
+    // an oversized request is not parsed: only its responseTopic is looked for, to answer 413
+    const oversized = message.length > options.messageLimit;
     let request: RequestTemplate;
     try {
-      request = JSON.parse(message.toString('utf8'));
+      request = oversized ? { responseTopic: responseTopicOf(message) } : JSON.parse(message.toString('utf8'));
     } catch {
       request = {};
     }
@@ -101,7 +115,10 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
     let status = op.status;
     let payload: object | undefined;
     try {
-      payload = await op.run(ctx, authenticated(caller), request);
+      if (oversized) fail('limit_exceeded', `Request is larger than ${options.messageLimit} bytes`);
+      const p = authenticated(caller);
+      takeRequestToken(ctx, p);
+      payload = await op.run(ctx, p, request);
     } catch (e) {
       const error = errorResponse(e, topic, log);
       [status, payload] = [error.errorCode, error];

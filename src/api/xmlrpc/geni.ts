@@ -17,6 +17,7 @@ import type { Service } from '../../model/service.js';
 import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { listCells } from '../../core/queries.js';
+import { takeRequestToken } from '../../core/limits.js';
 import {
   changeService,
   findServices,
@@ -84,6 +85,7 @@ const BY_KIND: Record<ErrorKind, number> = {
   unauthenticated: GENI.FORBIDDEN,
   forbidden: GENI.FORBIDDEN,
   limit_exceeded: GENI.TOOBIG,
+  rate_limited: GENI.BUSY,
   internal: GENI.SERVERERROR,
 };
 
@@ -302,6 +304,7 @@ export class GeniAm {
     const urn = caller.urn!;
     const p = this.identities.open ? { name: urn, roles: [urn === OPERATOR_URN ? ('operator' as const) : ('owner' as const)] } : this.identities.resolve('geniUrns', urn);
     if (!p) refuse(GENI.FORBIDDEN, `${urn} is not known to this aggregate`);
+    takeRequestToken(this.ctx, p);
     return p!;
   }
 
