@@ -20,6 +20,7 @@ import { applyPlan } from '../src/core/convergence.js';
 import { LeaderElection } from '../src/converge/leader.js';
 import { dropSchema, killProcessGroups, PG_URL, processesMarked, tempDir, uniqueSchema, waitFor } from './helpers.js';
 import { droverCli as cli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
+import { expect, instancesOf, killProcessesOf, MSERVICES, serviceZip } from './era-fixtures.js';
 
 const RUN = randomBytes(4).toString('hex');
 const MARK_VAR = 'DROVER_SCALEOUT_TEST';
@@ -169,8 +170,53 @@ async function convergedExactly(url: string, want: Map<string, number>, prefix: 
   return true;
 }
 
+// ------------------------------------------------------------------------------ active-passive
+
+const activePassive = new Set<string>();
+
+/** An Era mservice in mode active-passive (placement strategy `leader`): its id. */
+async function activePassiveService(url: string, name: string): Promise<string> {
+  const m = await expect(url, 201, 'POST', MSERVICES, { name, cmdline: './bin/run.sh', cmdparam: name, opts: { mode: 'active-passive' } });
+  activePassive.add(m.id);
+  await expect(url, 200, 'POST', `${MSERVICES}/${m.id}/attachment`, serviceZip());
+  return m.id;
+}
+
+/** How many instances of `guid` a replica lists as RUNNING (undefined: it did not answer). */
+async function runningOn(url: string, guid: string): Promise<number | undefined> {
+  try {
+    const res = await bbs(url, '/v1/actual_lrps/list', { process_guid: guid }, 1000);
+    return ((res.actual_lrps ?? []) as Json[]).filter((a) => a.state === 'RUNNING').length;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `probe` every `everyMs` until stop() (which waits for the probe under way). */
+function sampleEvery(everyMs: number, probe: () => void | Promise<void>): { stop(): Promise<void> } {
+  let sampling = true;
+  const loop = (async () => {
+    while (sampling) {
+      await probe();
+      await sleep(everyMs);
+    }
+  })();
+  return {
+    async stop() {
+      sampling = false;
+      await loop;
+    },
+  };
+}
+
+/** Exactly one RUNNING instance as `url` lists it, and one process group. */
+async function runsOnce(url: string, guid: string): Promise<true | undefined> {
+  return (await runningOn(url, guid)) === 1 && instancesOf(guid).length === 1 ? true : undefined;
+}
+
 after(async () => {
   await Promise.all([...liveClis].map((c) => killCli(c)));
+  await killProcessesOf(activePassive).catch(() => undefined);
   killMarked(`so-${RUN}`);
   await waitFor(() => (scan(`so-${RUN}`).length === 0 ? true : undefined), 'no instance processes left', 5000).catch(() => undefined);
   for (const s of schemas) await dropSchema(s).catch(() => undefined);
@@ -338,68 +384,88 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
     assert.ok(again.includes(`id: ${id}`) && again.includes(guid), `r2 resumes at id ${id}:\n${again}`);
   });
 
-  it('kill -9 of the leader under a stream of desires: a new leader within 5 s, nothing lost, no duplicates', async (t) => {
+  it('kill -9 of the leader under a stream of desires: a new leader within 5 s, nothing lost, no duplicates, never two active-passive instances', async (t) => {
     const [{ r: old, s: oldStatus }] = await leaders(replicas);
     assert.ok(old);
-
-    // sample the instance processes all along: never more than desired for any LRP
+    // an active-passive service, created and watched through a replica that survives
+    const witness = replicas.find((r) => r !== old)!;
+    const single = await activePassiveService(witness.url, `single-${RUN}`);
+    await waitFor(() => runsOnce(witness.url, single), 'the active-passive service running once', 20_000, 50);
+    // sample all along, until the end of the test (also when it fails):
+    // - the instance processes: never more than desired for any LRP (every 100 ms)
+    // - the active-passive service, through the witness's HTTP API and as processes: never
+    //   two RUNNING instances, never two process groups (every 20 ms)
     const over: string[] = [];
-    let sampling = true;
-    const sampler = (async () => {
-      while (sampling) {
+    const twice: string[] = [];
+    let singleSamples = 0;
+    const t0 = Date.now();
+    const samplers = [
+      sampleEvery(100, () => {
         for (const [mark, n] of countByMark(prefix)) {
           const guid = mark.slice(prefix.length);
           const desired = want.get(guid);
           if (desired !== undefined && n > desired) over.push(`${guid}: ${n} processes > ${desired}`);
         }
-        await sleep(100);
+      }),
+      sampleEvery(20, async () => {
+        const running = await runningOn(witness.url, single);
+        const groups = instancesOf(single).length;
+        if (running !== undefined) singleSamples++;
+        if ((running ?? 0) > 1 || groups > 1) twice.push(`${Date.now() - t0} ms: ${running} RUNNING, ${groups} process groups`);
+      }),
+    ];
+    const stopSampling = () => Promise.all(samplers.map((x) => x.stop()));
+    try {
+      // a steady, bounded stream: 30 desires, one every 150 ms, to random live replicas
+      let killedAt = 0;
+      let newLeaderMs = -1;
+      const failover = (async () => {
+        await sleep(1500);
+        killedAt = Date.now();
+        await killCli(old.cli, 'SIGKILL');
+        const survivors = alive();
+        const [{ r }] = await waitFor(async () => {
+          const l = await leaders(survivors);
+          return l.length === 1 ? l : undefined;
+        }, 'a new leader', 8000, 50);
+        newLeaderMs = Date.now() - killedAt;
+        const s2 = await status(r.url);
+        assert.ok(s2.epoch > oldStatus.epoch, `a new epoch (${s2.epoch} > ${oldStatus.epoch})`);
+        assert.notEqual(r.id, old.id);
+      })();
+      const refused: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        const guid = `g${i}-${RUN}`;
+        const n = 1 + (i % 3);
+        if (await desire(alive, lrp(guid, `${prefix}${guid}`, n))) want.set(guid, n);
+        else refused.push(guid);
+        await sleep(150);
       }
-    })();
+      await failover;
+      t.diagnostic(`new leader ${newLeaderMs} ms after kill -9; ${want.size} desires accepted`);
+      assert.ok(newLeaderMs >= 0 && newLeaderMs < 5000, `new leader after ${newLeaderMs} ms`);
+      assert.deepEqual(refused, [], 'every desire was accepted by some replica');
 
-    // a steady, bounded stream: 30 desires, one every 150 ms, to random live replicas
-    let killedAt = 0;
-    let newLeaderMs = -1;
-    const failover = (async () => {
-      await sleep(1500);
-      killedAt = Date.now();
-      await killCli(old.cli, 'SIGKILL');
-      const survivors = alive();
-      const [{ r }] = await waitFor(async () => {
-        const l = await leaders(survivors);
-        return l.length === 1 ? l : undefined;
-      }, 'a new leader', 8000, 50);
-      newLeaderMs = Date.now() - killedAt;
-      const s2 = await status(r.url);
-      assert.ok(s2.epoch > oldStatus.epoch, `a new epoch (${s2.epoch} > ${oldStatus.epoch})`);
-      assert.notEqual(r.id, old.id);
-    })();
-    const refused: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      const guid = `g${i}-${RUN}`;
-      const n = 1 + (i % 3);
-      if (await desire(alive, lrp(guid, `${prefix}${guid}`, n))) want.set(guid, n);
-      else refused.push(guid);
-      await sleep(150);
+      // every accepted desire is stored, as seen from each survivor
+      for (const r of alive()) {
+        const res = await bbs(r.url, '/v1/desired_lrps/list', { domain: 'scaleout' });
+        const stored = new Map<string, number>(((res.desired_lrps ?? []) as Json[]).map((d) => [d.process_guid, d.instances ?? 0]));
+        for (const [guid, n] of want) assert.equal(stored.get(guid), n, `${guid} stored on ${r.id}`);
+      }
+      // instances converge to exactly the desired counts, and stay there
+      const url = alive()[0]!.url;
+      await waitFor(() => convergedExactly(url, want, prefix), 'exact convergence', 30_000, 250);
+      await sleep(2000);
+      assert.equal(await convergedExactly(url, want, prefix), true, 'still exact 2 s later');
+      // the active-passive service: one RUNNING again after the failover
+      await waitFor(() => runsOnce(witness.url, single), 'the active-passive service running once after the failover', 20_000, 50);
+    } finally {
+      await stopSampling();
     }
-    await failover;
-    t.diagnostic(`new leader ${newLeaderMs} ms after kill -9; ${want.size} desires accepted`);
-    assert.ok(newLeaderMs >= 0 && newLeaderMs < 5000, `new leader after ${newLeaderMs} ms`);
-    assert.deepEqual(refused, [], 'every desire was accepted by some replica');
-
-    // every accepted desire is stored, as seen from each survivor
-    for (const r of alive()) {
-      const res = await bbs(r.url, '/v1/desired_lrps/list', { domain: 'scaleout' });
-      const stored = new Map<string, number>(((res.desired_lrps ?? []) as Json[]).map((d) => [d.process_guid, d.instances ?? 0]));
-      for (const [guid, n] of want) assert.equal(stored.get(guid), n, `${guid} stored on ${r.id}`);
-    }
-    // instances converge to exactly the desired counts, and stay there
-    const url = alive()[0]!.url;
-    await waitFor(() => convergedExactly(url, want, prefix), 'exact convergence', 30_000, 250);
-    await sleep(2000);
-    assert.equal(await convergedExactly(url, want, prefix), true, 'still exact 2 s later');
-    sampling = false;
-    await sampler;
+    t.diagnostic(`active-passive service sampled ${singleSamples} times through ${witness.id}`);
     assert.deepEqual(over, [], 'never more processes than desired');
+    assert.deepEqual(twice, [], 'never two RUNNING instances (or processes) of the active-passive service');
+    assert.ok(singleSamples > 50, `sampled all along (${singleSamples} samples)`);
   });
 
   it('a paused old leader (SIGSTOP past its lease, then SIGCONT) stops leading and cannot write', async (t) => {
@@ -447,6 +513,8 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
     for (const r of replicas) await killCli(r.cli, 'SIGTERM');
     killMarked(`so-${RUN}`);
     await waitFor(() => (scan(`so-${RUN}`).length === 0 ? true : undefined), 'no instance processes left', 5000);
+    // the active-passive instance is fenced to its agent: it died with it
+    await waitFor(() => ([...activePassive].every((g) => instancesOf(g).length === 0) ? true : undefined), 'no active-passive process left', 5000);
     await dropSchema(s);
     schemas.splice(schemas.indexOf(s), 1);
     replicas = [];
