@@ -42,9 +42,22 @@ const PEER_QUERIES = ['SELECT * FROM actual_lrps ORDER BY process_guid, idx', 'S
 interface Target {
   kind: 'sqlite' | 'postgres';
   store: Store;
-  /** runs PEER_QUERIES, returns the number of actual_lrps rows */
-  peerSelect(): Promise<number>;
+  /** runs PEER_QUERIES: the actual_lrps rows read, and each query's time */
+  peerSelect(): Promise<{ actualRows: number; ms: number[] }>;
   close(): Promise<void>;
+}
+
+/** Runs each peer query in turn through `run` (which returns its row count), timing each. */
+async function timed(run: (q: number) => Promise<number>): Promise<{ actualRows: number; ms: number[] }> {
+  const ms: number[] = [];
+  let actualRows = 0;
+  for (let q = 0; q < PEER_QUERIES.length; q++) {
+    const t = performance.now();
+    const rows = await run(q);
+    ms.push(performance.now() - t);
+    if (q === 0) actualRows = rows;
+  }
+  return { actualRows, ms };
 }
 
 async function sqliteTarget(): Promise<Target> {
@@ -56,10 +69,7 @@ async function sqliteTarget(): Promise<Target> {
   return {
     kind: 'sqlite',
     store,
-    peerSelect: async () => {
-      const counts = statements.map((s) => s.all().length);
-      return counts[0]!;
-    },
+    peerSelect: () => timed(async (q) => statements[q]!.all().length),
     async close() {
       db.close();
       await store.close();
@@ -77,11 +87,7 @@ async function postgresTarget(): Promise<Target> {
   return {
     kind: 'postgres',
     store,
-    peerSelect: async () => {
-      const counts: number[] = [];
-      for (const q of PEER_QUERIES) counts.push((await client.query(q)).rowCount ?? 0);
-      return counts[0]!;
-    },
+    peerSelect: () => timed(async (q) => (await client.query(PEER_QUERIES[q]!)).rowCount ?? 0),
     async close() {
       await store.close();
       await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
@@ -152,20 +158,21 @@ interface Figures {
   /** the store's listActualLrps alone (query + mapping to the model) */
   listActual: number;
   peer: number;
+  /** the peer's SELECT of actual_lrps alone */
+  peerActual: number;
 }
 
 async function measure(target: Target, size: number, runs: number): Promise<Figures> {
   const ctx: CoreContext = { store: target.store, bus: new EventBus(), log: pino({ level: 'silent' }), now: Date.now };
   const passes: PassReport[] = [];
-  const peer: number[] = [];
+  const peer: number[][] = [];
   const listActual: number[] = [];
   for (let r = 0; r < runs; r++) {
     passes.push(await convergeOnce(ctx));
-    let t = performance.now();
-    const rows = await target.peerSelect();
-    peer.push(performance.now() - t);
-    if (rows !== size) throw new Error(`peer read ${rows} rows, expected ${size}`);
-    t = performance.now();
+    const { actualRows, ms: queryMs } = await target.peerSelect();
+    peer.push(queryMs);
+    if (actualRows !== size) throw new Error(`peer read ${actualRows} rows, expected ${size}`);
+    const t = performance.now();
     await target.store.listActualLrps();
     listActual.push(performance.now() - t);
   }
@@ -179,7 +186,8 @@ async function measure(target: Target, size: number, runs: number): Promise<Figu
     apply: m((p) => p.applyMs),
     actions: Math.max(...passes.map((p) => p.actions)),
     listActual: median(listActual),
-    peer: median(peer),
+    peer: median(peer.map((q) => q.reduce((a, b) => a + b, 0))),
+    peerActual: median(peer.map((q) => q[0]!)),
   };
 }
 
@@ -206,7 +214,7 @@ for (const open of [sqliteTarget, postgresTarget].filter((_, i) => stores === 'b
       results.push(f);
       console.log(
         `[${target.kind}] ${size}: pass ${ms(f.pass)} (snapshot ${ms(f.snapshot)}, plan ${ms(f.plan)}, apply ${ms(f.apply)}, ${f.actions} actions); ` +
-          `store listActualLrps alone ${ms(f.listActual)}; peer plain SELECT ${ms(f.peer)}; pass / peer ${ratio(f.pass, f.peer)}`,
+          `store listActualLrps alone ${ms(f.listActual)}; peer plain SELECT ${ms(f.peer)} (actual_lrps ${ms(f.peerActual)}); pass / peer ${ratio(f.pass, f.peer)}`,
       );
     }
   } finally {

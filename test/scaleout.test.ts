@@ -332,6 +332,13 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
   let replicas: Replica[] = [];
   const agents: Cli[] = [];
   const alive = () => replicas.filter((r) => r.cli.child.exitCode === null && r.cli.child.signalCode === null);
+  /** `drover status --api <every replica>` with `args`: its output (it must exit 0). */
+  const droverStatus = async (args: string[]): Promise<string> => {
+    const c = cli('status', ['status', '--api', replicas.map((r) => r.url).join(','), ...args]);
+    await c.exited;
+    assert.equal(c.child.exitCode, 0, c.output.join('\n'));
+    return c.output.join('\n');
+  };
 
   it('starts: exactly one leader, every replica reports it and the live cells', async () => {
     // the first replica migrates the schema; the others then start together
@@ -349,6 +356,15 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
       assert.equal(x.epoch, leader.epoch);
     }
     assert.deepEqual(statuses.map((x) => x.replicaId), ['r1', 'r2', 'r3']);
+    // `drover status` over the three says the same
+    const cliStatuses = JSON.parse(await droverStatus(['--json'])) as Status[];
+    assert.deepEqual(
+      cliStatuses.map((x) => [x.replicaId, x.leading, x.epoch, x.leader, x.cells.map((c) => c.cellId).sort()]),
+      statuses.map((x) => [x.replicaId, x.leading, x.epoch, leader.replicaId, [`cell-a-${RUN}`, `cell-b-${RUN}`]]),
+    );
+    const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
+    assert.equal(rows.length, 3);
+    assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one replica leads:\n${rows.join('\n')}`);
 
     // events: a subscriber on one replica sees a change committed through another, and one
     // resuming elsewhere from its last event id sees it again
@@ -443,6 +459,9 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
       }
       await failover;
       t.diagnostic(`new leader ${newLeaderMs} ms after kill -9; ${want.size} desires accepted`);
+      const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
+      assert.match(rows.find((l) => l.includes(old.url)) ?? '', /cannot reach/, `the killed replica is unreachable:\n${rows.join('\n')}`);
+      assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one survivor leads:\n${rows.join('\n')}`);
       assert.ok(newLeaderMs >= 0 && newLeaderMs < 5000, `new leader after ${newLeaderMs} ms`);
       assert.deepEqual(refused, [], 'every desire was accepted by some replica');
 
