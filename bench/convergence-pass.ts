@@ -22,10 +22,9 @@ import pino from 'pino';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { convergeOnce, type PassReport } from '../src/converge/loop.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
-import type { ActualLrp } from '../src/model/lrp.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
-import { header, median, ms, randomTag, ratio, removeDir, tempDir } from './common.js';
+import { header, median, ms, randomTag, ratio, removeDir, roomyLiveCell, runningActualLrp, tempDir } from './common.js';
 
 const PG_BASE = process.env.DROVER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const TARGET_MS = 2000;
@@ -103,21 +102,7 @@ const guid = (l: number) => `cp-${String(l).padStart(6, '0')}`;
 async function seed(store: Store, from: number, total: number, instances: number, cells: number): Promise<void> {
   const now = Date.now();
   await store.transaction(async (tx) => {
-    if (from === 0) {
-      for (let c = 0; c < cells; c++) {
-        await tx.upsertCell({
-          cellId: `cell-${c}`,
-          repAddress: '',
-          zone: 'z1',
-          site: '',
-          sections: [],
-          placementTags: [],
-          capacity: { memoryMb: 1 << 20, diskMb: 1 << 20, containers: 1 << 20 },
-          heartbeatAt: now,
-          ttlMs: 24 * 3600_000,
-        });
-      }
-    }
+    if (from === 0) for (let c = 0; c < cells; c++) await tx.upsertCell(roomyLiveCell(`cell-${c}`, now));
     for (let l = from / instances; l < total / instances; l++) {
       const d = validateDesiredLrp({ processGuid: guid(l), domain: 'bench', instances, action: { run: { path: '/bin/sleep', args: ['1000'], dir: '', env: [], user: '' } } });
       d.modificationTag = { epoch: randomUUID(), index: 0 };
@@ -127,21 +112,7 @@ async function seed(store: Store, from: number, total: number, instances: number
   for (let start = from; start < total; start += SEED_BATCH) {
     await store.transaction(async (tx) => {
       for (let n = start; n < Math.min(total, start + SEED_BATCH); n++) {
-        const a: ActualLrp = {
-          actualLrpKey: { processGuid: guid(Math.floor(n / instances)), index: n % instances, domain: 'bench' },
-          actualLrpInstanceKey: { instanceGuid: randomUUID(), cellId: `cell-${n % cells}` },
-          actualLrpNetInfo: { address: '10.0.16.4', ports: [{ containerPort: 8080, hostPort: 61000 + (n % 4000) }], instanceAddress: '', preferredAddress: 'HOST' },
-          crashCount: 0,
-          crashReason: '',
-          state: 'RUNNING',
-          placementError: '',
-          since: now,
-          modificationTag: { epoch: randomUUID(), index: 2 },
-          presence: 'ORDINARY',
-          stopRequested: false,
-          targetCellId: '',
-        };
-        await tx.insertActualLrp(a);
+        await tx.insertActualLrp(runningActualLrp(guid(Math.floor(n / instances)), n % instances, `cell-${n % cells}`, n, now));
       }
     });
   }
