@@ -106,6 +106,15 @@ async function leaders(replicas: Replica[]): Promise<{ r: Replica; s: Status }[]
   return all.filter((x): x is { r: Replica; s: Status } => !!x.s?.leading);
 }
 
+/** Waits until exactly one of `replicas` says it leads (leadership may move under heavy load). */
+async function oneLeader(replicas: Replica[], what = 'one leader', timeoutMs = 8000): Promise<{ r: Replica; s: Status }> {
+  const [l] = await waitFor(async () => {
+    const l = await leaders(replicas);
+    return l.length === 1 ? l : undefined;
+  }, what, timeoutMs, 50);
+  return l!;
+}
+
 async function bbs(url: string, path: string, body: object, timeoutMs = 3000): Promise<Json> {
   const res = await fetch(new URL(path, url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(timeoutMs) });
   const json = (await res.json()) as Json;
@@ -356,15 +365,20 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
       assert.equal(x.epoch, leader.epoch);
     }
     assert.deepEqual(statuses.map((x) => x.replicaId), ['r1', 'r2', 'r3']);
-    // `drover status` over the three says the same
-    const cliStatuses = JSON.parse(await droverStatus(['--json'])) as Status[];
-    assert.deepEqual(
-      cliStatuses.map((x) => [x.replicaId, x.leading, x.epoch, x.leader, x.cells.map((c) => c.cellId).sort()]),
-      statuses.map((x) => [x.replicaId, x.leading, x.epoch, leader.replicaId, [`cell-a-${RUN}`, `cell-b-${RUN}`]]),
-    );
-    const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
-    assert.equal(rows.length, 3);
-    assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one replica leads:\n${rows.join('\n')}`);
+    // `drover status` over the three says the same, as JSON and as a table
+    await waitFor(async () => {
+      const cliStatuses = JSON.parse(await droverStatus(['--json'])) as Status[];
+      const leading = cliStatuses.filter((x) => x.leading);
+      assert.equal(leading.length, 1);
+      assert.deepEqual(
+        cliStatuses.map((x) => [x.replicaId, x.epoch, x.leader, x.cells.map((c) => c.cellId).sort()]),
+        ['r1', 'r2', 'r3'].map((id) => [id, leading[0]!.epoch, leading[0]!.replicaId, [`cell-a-${RUN}`, `cell-b-${RUN}`]]),
+      );
+      const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
+      assert.equal(rows.length, 3);
+      assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one replica leads:\n${rows.join('\n')}`);
+      return true;
+    }, '`drover status` to show one leader and both cells on every replica', 15_000, 200);
 
     // events: a subscriber on one replica sees a change committed through another, and one
     // resuming elsewhere from its last event id sees it again
@@ -401,8 +415,7 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
   });
 
   it('kill -9 of the leader under a stream of desires: a new leader within 5 s, nothing lost, no duplicates, never two active-passive instances', async (t) => {
-    const [{ r: old, s: oldStatus }] = await leaders(replicas);
-    assert.ok(old);
+    const { r: old, s: oldStatus } = await oneLeader(replicas);
     // an active-passive service, created and watched through a replica that survives
     const witness = replicas.find((r) => r !== old)!;
     const single = await activePassiveService(witness.url, `single-${RUN}`);
@@ -440,10 +453,7 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
         killedAt = Date.now();
         await killCli(old.cli, 'SIGKILL');
         const survivors = alive();
-        const [{ r }] = await waitFor(async () => {
-          const l = await leaders(survivors);
-          return l.length === 1 ? l : undefined;
-        }, 'a new leader', 8000, 50);
+        const { r } = await oneLeader(survivors, 'a new leader');
         newLeaderMs = Date.now() - killedAt;
         const s2 = await status(r.url);
         assert.ok(s2.epoch > oldStatus.epoch, `a new epoch (${s2.epoch} > ${oldStatus.epoch})`);
@@ -459,9 +469,12 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
       }
       await failover;
       t.diagnostic(`new leader ${newLeaderMs} ms after kill -9; ${want.size} desires accepted`);
-      const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
-      assert.match(rows.find((l) => l.includes(old.url)) ?? '', /cannot reach/, `the killed replica is unreachable:\n${rows.join('\n')}`);
-      assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one survivor leads:\n${rows.join('\n')}`);
+      await waitFor(async () => {
+        const rows = (await droverStatus([])).split('\n').filter((l) => l.includes('http://'));
+        assert.match(rows.find((l) => l.includes(old.url)) ?? '', /cannot reach/, `the killed replica is unreachable:\n${rows.join('\n')}`);
+        assert.equal(rows.filter((l) => /\byes\b/.test(l)).length, 1, `one survivor leads:\n${rows.join('\n')}`);
+        return true;
+      }, '`drover status` to show the killed replica unreachable and one survivor leading', 15_000, 200);
       assert.ok(newLeaderMs >= 0 && newLeaderMs < 5000, `new leader after ${newLeaderMs} ms`);
       assert.deepEqual(refused, [], 'every desire was accepted by some replica');
 
@@ -488,17 +501,14 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
   });
 
   it('a paused old leader (SIGSTOP past its lease, then SIGCONT) stops leading and cannot write', async (t) => {
-    const [{ r: paused, s: before }] = await leaders(alive());
+    const { r: paused, s: before } = await oneLeader(alive());
     const others = alive().filter((r) => r !== paused);
     const pausedAt = Date.now();
     paused.cli.child.kill('SIGSTOP');
     try {
-      const [{ r: next, s: nextStatus }] = await waitFor(async () => {
-        const l = await leaders(others);
-        return l.length === 1 ? l : undefined;
-      }, 'a leader among the others', 8000, 50);
+      const { r: next, s: nextStatus } = await oneLeader(others, 'a leader among the others');
       t.diagnostic(`new leader ${Date.now() - pausedAt} ms after SIGSTOP`);
-    assert.ok(Date.now() - pausedAt < 5000, 'within 5 s of the pause');
+      assert.ok(Date.now() - pausedAt < 5000, 'within 5 s of the pause');
       assert.ok(nextStatus.epoch > before.epoch);
       // work for the new leader while the old one sleeps
       const guid = `after-pause-${RUN}`;
@@ -515,11 +525,10 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
     assert.notEqual(woke.leader, paused.id);
     // and it stays a follower; the single leader is elsewhere
     await sleep(1500);
-    const l = await leaders(alive());
-    assert.equal(l.length, 1);
-    assert.notEqual(l[0]!.r.id, paused.id);
+    const l = await oneLeader(alive());
+    assert.notEqual(l.r.id, paused.id);
     // nothing it did after waking disturbed the counts
-    await waitFor(() => convergedExactly(l[0]!.r.url, want, prefix), 'exact convergence after the pause', 20_000, 250);
+    await waitFor(() => convergedExactly(l.r.url, want, prefix), 'exact convergence after the pause', 20_000, 250);
     // a stale write it attempted, if any, was refused (not an error)
     const refusedLines = paused.cli.output.filter((x) => x.includes('convergence pass refused'));
     const failedLines = paused.cli.output.filter((x) => x.includes('convergence pass failed'));
