@@ -71,13 +71,14 @@ interface Replica {
 
 async function replica(store: string, id: string, dataDir: string): Promise<Replica> {
   const c = cli(id, ['serve', '--store', store, '--data-dir', dataDir, '--http', '127.0.0.1:0', '--no-agent', '--mqtt', 'none', '--replica-id', id, '--log-level', 'info']);
-  const m = await c.line(/"url":"(http:\/\/127\.0\.0\.1:\d+)".*drover is serving|drover is serving.*"url":"(http:\/\/127\.0\.0\.1:\d+)"/);
+  // generous: on a loaded 2-core machine a replica's start-up alone has taken over 15 s
+  const m = await c.line(/"url":"(http:\/\/127\.0\.0\.1:\d+)".*drover is serving|drover is serving.*"url":"(http:\/\/127\.0\.0\.1:\d+)"/, 45_000);
   return { id, cli: c, url: (m[1] ?? m[2])! };
 }
 
 async function agent(urls: string[], cellId: string, dataDir: string): Promise<Cli> {
   const c = cli(cellId, ['agent', '--api', urls.join(','), '--cell-id', cellId, '--data-dir', dataDir, '--ttl-ms', '2000', '--log-level', 'info']);
-  await c.line(/cell agent started/);
+  await c.line(/cell agent started/, 45_000);
   return c;
 }
 
