@@ -422,9 +422,10 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
     const single = await activePassiveService(witness.url, `single-${RUN}`);
     await waitFor(() => runsOnce(witness.url, single), 'the active-passive service running once', 20_000, 50);
     // sample all along, until the end of the test (also when it fails):
-    // - the instance processes: never more than desired for any LRP (every 100 ms)
-    // - the active-passive service, through the witness's HTTP API and as processes: never
-    //   two RUNNING instances, never two process groups (every 20 ms)
+    // - the instance processes: never more than desired for any LRP, never two process
+    //   groups of the active-passive service (every 100 ms: a /proc scan costs CPU)
+    // - the active-passive service through the witness's HTTP API: never two RUNNING
+    //   instances (every 20 ms)
     const over: string[] = [];
     const twice: string[] = [];
     let singleSamples = 0;
@@ -436,12 +437,13 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
           const desired = want.get(guid);
           if (desired !== undefined && n > desired) over.push(`${guid}: ${n} processes > ${desired}`);
         }
+        const groups = instancesOf(single).length;
+        if (groups > 1) twice.push(`${Date.now() - t0} ms: ${groups} process groups`);
       }),
       sampleEvery(20, async () => {
         const running = await runningOn(witness.url, single);
-        const groups = instancesOf(single).length;
         if (running !== undefined) singleSamples++;
-        if ((running ?? 0) > 1 || groups > 1) twice.push(`${Date.now() - t0} ms: ${running} RUNNING, ${groups} process groups`);
+        if ((running ?? 0) > 1) twice.push(`${Date.now() - t0} ms: ${running} RUNNING`);
       }),
     ];
     const stopSampling = () => Promise.all(samplers.map((x) => x.stop()));
@@ -487,7 +489,7 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
       }
       // instances converge to exactly the desired counts, and stay there
       const url = alive()[0]!.url;
-      await waitFor(() => convergedExactly(url, want, prefix), 'exact convergence', 30_000, 250);
+      await waitFor(() => convergedExactly(url, want, prefix), 'exact convergence', 60_000, 250);
       await sleep(2000);
       assert.equal(await convergedExactly(url, want, prefix), true, 'still exact 2 s later');
       // the active-passive service: one RUNNING again after the failover
