@@ -143,7 +143,8 @@ async function desire(replicas: () => Replica[], body: object): Promise<boolean>
     const live = replicas();
     const r = live[Math.floor(Math.random() * live.length)]!;
     try {
-      await bbs(r.url, '/v1/desired_lrp/desire', { desired_lrp: body });
+      // generous: under heavy load a desire has taken over 3 s (see docs/benchmarks.md)
+      await bbs(r.url, '/v1/desired_lrp/desire', { desired_lrp: body }, 10_000);
       return true;
     } catch (e) {
       const type = (e as { bbsType?: string }).bbsType;
@@ -531,7 +532,7 @@ describe('3 replicas on PostgreSQL with 2 remote agents', () => {
     const l = await oneLeader(alive());
     assert.notEqual(l.r.id, paused.id);
     // nothing it did after waking disturbed the counts
-    await waitFor(() => convergedExactly(l.r.url, want, prefix), 'exact convergence after the pause', 20_000, 250);
+    await waitFor(() => convergedExactly(l.r.url, want, prefix), 'exact convergence after the pause', 60_000, 250);
     // a stale write it attempted, if any, was refused (not an error)
     const refusedLines = paused.cli.output.filter((x) => x.includes('convergence pass refused'));
     const failedLines = paused.cli.output.filter((x) => x.includes('convergence pass failed'));
