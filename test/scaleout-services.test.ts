@@ -44,7 +44,7 @@ describe('services watcher fenced by the leader lease', () => {
     const b = await replica();
     const state = async (id: string) => (await serviceStatus(b.ctx, P, id)).service.state;
 
-    const leaseA = await a.ctx.store.acquireLease(CONVERGENCE_LEASE, 'A', 300);
+    const leaseA = await a.ctx.store.acquireLease(CONVERGENCE_LEASE, 'A', 60_000);
     assert.equal(leaseA?.epoch, 1);
     const fenceA = { name: CONVERGENCE_LEASE, holder: 'A', epoch: 1 };
     // while A holds its lease, its fenced pass writes
@@ -52,7 +52,8 @@ describe('services watcher fenced by the leader lease', () => {
     await settleServices(a.ctx, fenceA);
     assert.equal(await state('s-before'), 'READY');
 
-    await sleep(400);
+    // A's lease runs out (as when A stalls past it; released here so that no timing matters)
+    await a.ctx.store.releaseLease(CONVERGENCE_LEASE, 'A');
     const leaseB = await b.ctx.store.acquireLease(CONVERGENCE_LEASE, 'B', 10_000);
     assert.equal(leaseB?.epoch, 2);
     const fenceB = { name: CONVERGENCE_LEASE, holder: 'B', epoch: 2 };
