@@ -27,8 +27,7 @@ import { bbsProtoRoot, decodeMessage, encodeResponse, PROTOBUF_CONTENT_TYPE, JSO
 import { validateDesiredLrp } from '../src/model/validate.js';
 import { toGroup } from '../src/core/queries.js';
 import { convergeOnce } from '../src/converge/loop.js';
-import type { ActualLrp } from '../src/model/lrp.js';
-import { header, median, ms, randomTag, ratio, removeDir, startChildServer, tempDir, type ChildServer } from './common.js';
+import { header, median, ms, randomTag, ratio, removeDir, roomyLiveCell, runningActualLrp, startChildServer, tempDir, type ChildServer } from './common.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const PG_BASE = process.env.DROVER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -49,17 +48,7 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
   const now = Date.now();
   const t0 = performance.now();
   await ctx.store.transaction(async (tx) => {
-    await tx.upsertCell({
-      cellId: CELL,
-      repAddress: '',
-      zone: 'z1',
-      site: '',
-      sections: [],
-      placementTags: [],
-      capacity: { memoryMb: 1 << 20, diskMb: 1 << 20, containers: 1 << 20 },
-      heartbeatAt: now,
-      ttlMs: 24 * 3600_000,
-    });
+    await tx.upsertCell(roomyLiveCell(CELL, now));
     for (let l = 0; l < lrps; l++) {
       const d = validateDesiredLrp({
         processGuid: `bench-${String(l).padStart(5, '0')}`,
@@ -79,26 +68,7 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
       for (let n = start; n < Math.min(total, start + BATCH); n++) {
         const l = Math.floor(n / instances);
         const index = n % instances;
-        const a: ActualLrp = {
-          actualLrpKey: { processGuid: `bench-${String(l).padStart(5, '0')}`, index, domain: 'bench' },
-          actualLrpInstanceKey: { instanceGuid: randomUUID(), cellId: CELL },
-          actualLrpNetInfo: {
-            address: '10.0.16.4',
-            ports: [{ containerPort: 8080, hostPort: 61000 + (n % 4000) }],
-            instanceAddress: `10.255.${(n >> 8) & 255}.${n & 255}`,
-            preferredAddress: 'HOST',
-          },
-          crashCount: 0,
-          crashReason: '',
-          state: 'RUNNING',
-          placementError: '',
-          since: now,
-          modificationTag: { epoch: randomUUID(), index: 2 },
-          presence: 'ORDINARY',
-          stopRequested: false,
-          targetCellId: '',
-        };
-        await tx.insertActualLrp(a);
+        await tx.insertActualLrp(runningActualLrp(`bench-${String(l).padStart(5, '0')}`, index, CELL, n, now));
       }
     });
   }

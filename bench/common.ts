@@ -6,9 +6,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import type { ActualLrp } from '../src/model/lrp.js';
+import type { Cell } from '../src/model/cell.js';
 
 export { sleep };
 
@@ -214,4 +216,42 @@ export function row(cells: (string | number)[], widths: number[]): string {
 
 export function header(title: string): void {
   console.log(`\n=== ${title} ===`);
+}
+
+/** A seeded cell: live for a day, with room for everything. */
+export function roomyLiveCell(cellId: string, now: number): Cell {
+  return {
+    cellId,
+    repAddress: '',
+    zone: 'z1',
+    site: '',
+    sections: [],
+    placementTags: [],
+    capacity: { memoryMb: 1 << 20, diskMb: 1 << 20, containers: 1 << 20 },
+    heartbeatAt: now,
+    ttlMs: 24 * 3600_000,
+  };
+}
+
+/** The `n`th seeded instance: RUNNING on `cellId`, with its own instance guid, port and address. */
+export function runningActualLrp(processGuid: string, index: number, cellId: string, n: number, now: number): ActualLrp {
+  return {
+    actualLrpKey: { processGuid, index, domain: 'bench' },
+    actualLrpInstanceKey: { instanceGuid: randomUUID(), cellId },
+    actualLrpNetInfo: {
+      address: '10.0.16.4',
+      ports: [{ containerPort: 8080, hostPort: 61000 + (n % 4000) }],
+      instanceAddress: `10.255.${(n >> 8) & 255}.${n & 255}`,
+      preferredAddress: 'HOST',
+    },
+    crashCount: 0,
+    crashReason: '',
+    state: 'RUNNING',
+    placementError: '',
+    since: now,
+    modificationTag: { epoch: randomUUID(), index: 2 },
+    presence: 'ORDINARY',
+    stopRequested: false,
+    targetCellId: '',
+  };
 }

@@ -6,13 +6,19 @@
 // lock (events are numbered in commit order), so replicas add API capacity, not write
 // parallelism: the figure shows what the extra replicas cost or gain on this machine.
 //
-//   node dist/bench/scaleout-desire.js [--duration 5] [--connections 12] [--rounds 1]
+// The peer is Drover itself with one replica: each round measures 1 and 3 replicas back to
+// back (alternating which goes first), on a fresh schema each, so both see the same load from
+// the rest of the machine; the ratio is 3-replica / 1-replica throughput, per round and of the
+// medians. After each measurement the stored desired LRPs are counted: every accepted desire
+// must be there.
+//
+//   node dist/bench/scaleout-desire.js [--duration 5] [--connections 12] [--rounds 3]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import pg from 'pg';
 import { packagePath } from '../src/package-root.js';
-import { header, median, randomTag, removeDir, stopChild, tempDir } from './common.js';
+import { header, median, randomTag, ratio, removeDir, stopChild, tempDir } from './common.js';
 
 const PG_BASE = process.env.DROVER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 const DROVER_BIN = packagePath('bin', 'drover.js');
@@ -43,17 +49,25 @@ async function replica(store: string, id: string, dataDir: string): Promise<{ ch
   return { child, url };
 }
 
-async function dropSchema(schema: string): Promise<void> {
-  const client = new pg.Client({ connectionString: PG_BASE });
+/** One statement on its own connection (in `schema` when given). */
+async function query(text: string, schema?: string): Promise<pg.QueryResult> {
+  const client = new pg.Client({ connectionString: PG_BASE, options: schema ? `-c search_path=${schema}` : undefined });
   await client.connect();
   try {
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    return await client.query(text);
   } finally {
     await client.end();
   }
 }
 
-async function measure(replicas: number, seconds: number, connections: number): Promise<{ perSec: number; errors: number; p50: number; p99: number }> {
+interface Measurement {
+  perSec: number;
+  errors: number;
+  p50: number;
+  p99: number;
+}
+
+async function measure(replicas: number, seconds: number, connections: number): Promise<Measurement> {
   const schema = `drover_bench_so_${randomTag()}`;
   const store = `${PG_BASE}?schema=${schema}`;
   const dir = tempDir('scaleout');
@@ -89,23 +103,31 @@ async function measure(replicas: number, seconds: number, connections: number): 
       }),
     );
     latencies.sort((a, b) => a - b);
+    const stored = Number((await query('SELECT count(*) AS n FROM desired_lrps', schema)).rows[0].n);
+    if (stored !== ok) throw new Error(`${ok} desires accepted but ${stored} stored`);
     return { perSec: ok / seconds, errors, p50: latencies[Math.floor(latencies.length * 0.5)] ?? 0, p99: latencies[Math.floor(latencies.length * 0.99)] ?? 0 };
   } finally {
     await Promise.all(procs.map((p) => stopChild(p.child)));
-    await dropSchema(schema);
+    await query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
     removeDir(dir);
   }
 }
 
 const seconds = Number(arg('duration', '5'));
 const connections = Number(arg('connections', '12'));
-const rounds = Number(arg('rounds', '1'));
+const rounds = Number(arg('rounds', '3'));
 header(`desire throughput on PostgreSQL, 1 vs 3 replicas (${connections} connections, ${seconds} s, ${rounds} round(s))`);
 console.log(`${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-for (const replicas of [1, 3]) {
-  const results = [];
-  for (let r = 0; r < rounds; r++) results.push(await measure(replicas, seconds, connections));
-  console.log(
-    `${replicas} replica(s): ${median(results.map((x) => x.perSec)).toFixed(0)} desires/s, p50 ${median(results.map((x) => x.p50)).toFixed(1)} ms, p99 ${median(results.map((x) => x.p99)).toFixed(1)} ms, errors ${results.reduce((s, x) => s + x.errors, 0)}`,
-  );
+const one: Measurement[] = [];
+const three: Measurement[] = [];
+const show = (m: Measurement) => `${m.perSec.toFixed(0)} desires/s (p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms, ${m.errors} errors)`;
+for (let r = 0; r < rounds; r++) {
+  // alternate the order, so neither setting always runs on a warmer (or busier) machine
+  for (const replicas of r % 2 ? [3, 1] : [1, 3]) (replicas === 1 ? one : three).push(await measure(replicas, seconds, connections));
+  console.log(`round ${r + 1}: 1 replica ${show(one[r]!)}; 3 replicas ${show(three[r]!)}; ratio ${ratio(three[r]!.perSec, one[r]!.perSec)}`);
 }
+const summary = (ms: Measurement[]) => ({ perSec: median(ms.map((x) => x.perSec)), p50: median(ms.map((x) => x.p50)), p99: median(ms.map((x) => x.p99)), errors: ms.reduce((n, x) => n + x.errors, 0) });
+const [m1, m3] = [summary(one), summary(three)];
+console.log(`median: 1 replica ${show(m1)}`);
+console.log(`median: 3 replicas ${show(m3)}`);
+console.log(`3 replicas / 1 replica: ${ratio(m3.perSec, m1.perSec)} (load average now ${loadavg().map((x) => x.toFixed(2)).join(' ')})`);

@@ -174,7 +174,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   let watcherChange = Promise.resolve();
   leader.on('change', (leading) => {
     watcherChange = watcherChange.then(async () => {
-      if (leading && !stopWatchingServices) stopWatchingServices = watchServices(ctx, options.convergeIntervalMs);
+      if (leading && !stopWatchingServices) stopWatchingServices = watchServices(ctx, options.convergeIntervalMs, () => leader.fence());
       if (!leading && stopWatchingServices) {
         const stop = stopWatchingServices;
         stopWatchingServices = undefined;

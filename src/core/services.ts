@@ -4,7 +4,7 @@
 // so a watcher settles that level-triggered, after each commit, rather than each caller.
 
 import { randomUUID } from 'node:crypto';
-import { fail } from '../model/errors.js';
+import { DroverError, fail } from '../model/errors.js';
 import type { ActualLrp, DesiredLrp } from '../model/lrp.js';
 import { hasRole, type Principal } from '../model/principal.js';
 import { canMoveService, type Service, type ServiceState } from '../model/service.js';
@@ -16,6 +16,7 @@ import { maxInstancesOf } from './limits.js';
 import { applyUpdate, reconcileInstances } from './desired-lrps.js';
 import { requireUnlocked } from './guards.js';
 import { stopActualLrp } from './actual-lrps.js';
+import type { LeaseFence } from '../store/lease.js';
 
 export interface ServiceSpec {
   /** chosen by the caller when it must be stable (e.g. derived from a request id); random otherwise */
@@ -269,8 +270,12 @@ function settledState({ service, lrps }: ServiceStatus): ServiceState | undefine
   return lrps.every((l) => running(l) >= l.desired.instances) ? 'READY' : undefined;
 }
 
-/** One pass: INSTANTIATING → READY | ERROR, TERMINATING → TERMINATED (its DesiredLRPs then go). */
-export async function settleServices(ctx: CoreContext): Promise<void> {
+/**
+ * One pass: INSTANTIATING → READY | ERROR, TERMINATING → TERMINATED (its DesiredLRPs then go).
+ * With `fence` (the leader's lease and epoch), each service's transaction commits only while
+ * that lease still holds: a deposed leader's pass fails with `conflict` and writes nothing.
+ */
+export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Promise<void> {
   for (const candidate of await ctx.store.listServices({ states: ['INSTANTIATING', 'TERMINATING'] })) {
     await inTransaction(ctx, async (tx, emit) => {
       const service = await tx.getService(candidate.id);
@@ -285,7 +290,7 @@ export async function settleServices(ctx: CoreContext): Promise<void> {
         }
       }
       await moveService(tx, emit, service, { state }, ctx.now());
-    });
+    }, { fence });
   }
 }
 
@@ -312,10 +317,19 @@ function coalesced(fn: () => Promise<void>) {
   return { trigger, idle: () => current ?? Promise.resolve() };
 }
 
-/** Settles services after every commit and on an interval (commits of other replicas); returns the stop function. */
-export function watchServices(ctx: CoreContext, intervalMs: number): () => Promise<void> {
+/**
+ * Settles services after every commit and on an interval (commits of other replicas); returns
+ * the stop function. `fence` gives the leader's current lease for each pass (none: unfenced).
+ */
+export function watchServices(ctx: CoreContext, intervalMs: number, fence: () => LeaseFence | undefined = () => undefined): () => Promise<void> {
   let stopped = false;
-  const pass = coalesced(() => (stopped ? Promise.resolve() : settleServices(ctx).catch((e) => ctx.log.error({ err: e }, 'service watcher pass failed'))));
+  const settle = () =>
+    settleServices(ctx, fence()).catch((e) =>
+      e instanceof DroverError && e.kind === 'conflict'
+        ? ctx.log.warn({ err: e.message }, 'service watcher pass refused: no longer the leader')
+        : ctx.log.error({ err: e }, 'service watcher pass failed'),
+    );
+  const pass = coalesced(() => (stopped ? Promise.resolve() : settle()));
   ctx.bus.on('committed', pass.trigger);
   const timer = setInterval(pass.trigger, intervalMs);
   pass.trigger();

@@ -1,7 +1,8 @@
 // The Arrowhead serviceOrchestrationLockManagement interface over MQTT (generic_mqtt and
 // generic_mqtts). Drover is an MQTT client of a broker — the embedded one or an external
-// one — subscribed to `<prefix>/orchestration/management/lock/{create,query,remove}`; each
-// request names the topic and QoS of its answer.
+// one — subscribed to `<prefix>/orchestration/management/lock/{create,query,remove}` (on an
+// external broker as one shared subscription of all replicas); each request names the topic
+// and QoS of its answer.
 
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -19,6 +20,11 @@ import { startEmbeddedBroker, type BrokerOptions } from './broker.js';
 
 export const DEFAULT_TOPIC_PREFIX = 'arrowhead/serviceorchestration';
 const LOCK_TOPIC = 'orchestration/management/lock';
+/**
+ * The shared-subscription group of Drover replicas on an external broker: the broker hands
+ * each request to one member, so it is handled and answered once however many replicas run.
+ */
+const SHARE_GROUP = 'drover';
 /** How long start-up waits for the first subscription before going on (the client keeps retrying). */
 const FIRST_CONNECT_MS = 5000;
 
@@ -134,7 +140,9 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
     client.on('connect', () => {
       // See broker.ts: without no-delay every answer waits for Nagle's timer.
       (client.stream as unknown as Socket).setNoDelay?.(true);
-      client.subscribe([...operations.keys()], { qos: 2 }, (err) => {
+      // requests still arrive under their own topic names
+      const filters = [...operations.keys()].map((t) => (external ? `$share/${SHARE_GROUP}/${t}` : t));
+      client.subscribe(filters, { qos: 2 }, (err) => {
         if (err) return log.error({ err: err.message }, 'could not subscribe to the lock topics');
         log.info({ broker: brokerUrl, topics: [...operations.keys()] }, 'serving Arrowhead locks over MQTT');
         resolve();
