@@ -56,14 +56,25 @@ function loadOutside(counts: PlacementCount[], own: ActualLrp[]): Map<string, nu
   return load;
 }
 
+/** The modification tag each planned instance had in the snapshot (only those: a steady pass plans nothing). */
+function snapshotTags(actual: Snapshot['actual'], actions: PlanAction[]): Map<string, number> {
+  const key = (processGuid: string, index: number) => `${processGuid}/${index}`;
+  const wanted = new Set(actions.map((a) => key(a.processGuid, a.index)));
+  const tags = new Map<string, number>();
+  for (const a of actual) {
+    const k = key(a.actualLrpKey.processGuid, a.actualLrpKey.index);
+    if (wanted.has(k)) tags.set(k, a.modificationTag.index);
+  }
+  return tags;
+}
+
 export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, processGuids?: string[]): Promise<PassReport> {
   const t0 = performance.now();
   const snap = await snapshot(ctx, claimTimeoutMs, processGuids);
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
-  const tags = new Map(snap.actual.map((a) => [`${a.actualLrpKey.processGuid}/${a.actualLrpKey.index}`, a.modificationTag.index]));
-  const { applied } = actions.length ? await applyPlan(ctx, actions, tags, fence) : { applied: 0 };
+  const { applied } = actions.length ? await applyPlan(ctx, actions, snapshotTags(snap.actual, actions), fence) : { applied: 0 };
   const t3 = performance.now();
   return { actions: actions.length, applied, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
 }
