@@ -12,7 +12,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -352,6 +352,7 @@ after(async () => {
   await manoConn?.close().catch(() => {});
   await drover?.close();
   await dropSchema(schema);
+  rmSync(dir, { recursive: true, force: true });
   const counts = new Map<string, number>();
   for (const c of cells) counts.set(c.iface, (counts.get(c.iface) ?? 0) + 1);
   console.log(`# authz-figures: ${cells.length} matrix cells ${JSON.stringify(Object.fromEntries(counts))}`);

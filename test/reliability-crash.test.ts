@@ -10,6 +10,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes, randomInt } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ActualLrp, DesiredLrp } from '../src/model/lrp.js';
@@ -322,5 +323,6 @@ async function crashRun(fixture: StoreFixture): Promise<void> {
   for (const m of models.flat()) await post(server, '/v1/desired_lrp/remove', { process_guid: m.guid });
   await waitFor(() => (processesMarked(MARK_VAR, `${RUN}/${prefix}`).length === 0 ? true : undefined), 'no processes after removal', 15_000);
   await killCli(server.cli!);
+  rmSync(dataDir, { recursive: true, force: true });
   console.log(`# crash-figures ${fixture.name}: ${JSON.stringify(figures)}`);
 }
