@@ -294,18 +294,20 @@ async function crashRun(fixture: StoreFixture): Promise<void> {
   // After the last restart: uncertain guids resolved, then every instance converges, once.
   for (const m of models.flat()) if (m.possible.length > 1) await resolve(m);
   const want = new Map(models.flat().map((m) => [m.guid, m.possible[0] === 'absent' ? 0 : (m.possible[0] as { instances: number }).instances]));
+  let seen = '';
   await waitFor(
     async () => {
       const r = await post(server, '/v1/actual_lrps/list', {});
+      const ours = ((r.body.actual_lrps ?? []) as Json[]).filter((a) => a.process_guid.startsWith(prefix));
+      const procs = processesMarked(MARK_VAR, `${RUN}/${prefix}`);
+      seen = `want ${JSON.stringify([...want])}; actual ${JSON.stringify(ours.map((a) => [a.process_guid, a.index ?? 0, a.state, a.crash_count ?? 0, a.instance_guid, a.stop_requested ?? false]))}; processes ${JSON.stringify(procs.map((p) => [p.env.get(MARK_VAR), p.env.get('INSTANCE_GUID')]))}`;
       const running = new Map<string, Set<string>>();
-      for (const a of (r.body.actual_lrps ?? []) as Json[]) {
-        if (!a.process_guid.startsWith(prefix)) continue;
+      for (const a of ours) {
         if (a.state !== 'RUNNING') return undefined;
         running.set(a.process_guid, (running.get(a.process_guid) ?? new Set()).add(a.instance_guid));
       }
       for (const [guid, n] of want) if ((running.get(guid)?.size ?? 0) !== n) return undefined;
       // one OS process per instance, carrying its instance guid, none for anything else
-      const procs = processesMarked(MARK_VAR, `${RUN}/${prefix}`);
       if (procs.length !== [...want.values()].reduce((x, y) => x + y, 0)) return undefined;
       for (const p of procs) {
         const guid = p.env.get(MARK_VAR)!.slice(RUN.length + 1);
@@ -314,9 +316,12 @@ async function crashRun(fixture: StoreFixture): Promise<void> {
       return true;
     },
     'every desired instance RUNNING with exactly one OS process',
-    30_000,
+    // an instance whose process a kill cost several times waits out its crash back-off (30 s)
+    75_000,
     200,
-  );
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen: ${seen}`);
+  });
   // and it stays so for a while (no duplicate started late)
   await sleep(1500);
   assert.equal(processesMarked(MARK_VAR, `${RUN}/${prefix}`).length, [...want.values()].reduce((x, y) => x + y, 0), 'no duplicate OS processes');
