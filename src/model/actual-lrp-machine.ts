@@ -73,7 +73,8 @@ export function crash(a: ActualLrp, k: ActualLrpInstanceKey, reason: string, now
   if (a.state !== 'CLAIMED' && a.state !== 'RUNNING') fail('cannot_crash', `cannot crash ${describe(a)}`);
   if (!sameInstance(a, k)) fail('cannot_crash', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
   const crashCount = a.crashCount + 1;
-  const common = { crashCount, crashReason: reason, actualLrpNetInfo: EMPTY_NET_INFO };
+  // no longer on any cell, so no longer suspect either (presence belongs to active instances)
+  const common = { crashCount, crashReason: reason, actualLrpNetInfo: EMPTY_NET_INFO, presence: 'ORDINARY' as const };
   if (shouldRestartImmediately(crashCount, policy) && !a.stopRequested) {
     // Restart where it ran: the cell can claim it again at once, without a placement pass.
     return next(a, { ...common, state: 'UNCLAIMED', targetCellId: k.cellId, actualLrpInstanceKey: EMPTY_INSTANCE_KEY }, now);

@@ -86,11 +86,24 @@ export interface MqttInterface {
   close(): Promise<void>;
 }
 
+/** The broker URL for the log: a password in it is a secret. */
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    u.password = '***';
+    return u.toString();
+  } catch {
+    return url;
+  }
+}
+
 export async function startMqttInterface(ctx: CoreContext, identities: Identities, log: Logger, options: MqttInterfaceOptions): Promise<MqttInterface> {
   const external = /^(mqtts?|tcp|ssl|tls):\/\//.test(options.broker);
   if (!external && options.broker !== 'embedded') throw new Error(`--mqtt must be embedded, none, mqtt://... or mqtts://..., got ${options.broker}`);
   const broker = external ? undefined : await startEmbeddedBroker(options.embedded, log);
   const brokerUrl = broker?.url ?? options.broker;
+  const shownUrl = withoutPassword(brokerUrl);
   const operations = new Map(Object.entries(OPERATIONS).map(([name, op]) => [`${options.topicPrefix}/${LOCK_TOPIC}/${name}`, op]));
 
   const client: MqttClient = mqtt.connect(brokerUrl, {
@@ -144,18 +157,18 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
       const filters = [...operations.keys()].map((t) => (external ? `$share/${SHARE_GROUP}/${t}` : t));
       client.subscribe(filters, { qos: 2 }, (err) => {
         if (err) return log.error({ err: err.message }, 'could not subscribe to the lock topics');
-        log.info({ broker: brokerUrl, topics: [...operations.keys()] }, 'serving Arrowhead locks over MQTT');
+        log.info({ broker: shownUrl, topics: [...operations.keys()] }, 'serving Arrowhead locks over MQTT');
         resolve();
       });
     });
   });
   client.on('message', (topic, message) => handle(topic, message).catch((err) => log.error({ err, topic }, 'MQTT request handling failed')));
-  client.on('error', (err) => log.warn({ err: err.message, broker: brokerUrl }, 'MQTT client error'));
-  client.on('offline', () => log.warn({ broker: brokerUrl }, 'MQTT broker unreachable; reconnecting'));
+  client.on('error', (err) => log.warn({ err: err.message, broker: shownUrl }, 'MQTT client error'));
+  client.on('offline', () => log.warn({ broker: shownUrl }, 'MQTT broker unreachable; reconnecting'));
 
   let timer: NodeJS.Timeout | undefined;
   const waited = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), FIRST_CONNECT_MS)));
-  if (!(await Promise.race([subscribed.then(() => true), waited]))) log.warn({ broker: brokerUrl }, 'MQTT broker not reached yet; will keep trying');
+  if (!(await Promise.race([subscribed.then(() => true), waited]))) log.warn({ broker: shownUrl }, 'MQTT broker not reached yet; will keep trying');
   clearTimeout(timer);
 
   return {
