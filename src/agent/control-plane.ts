@@ -16,6 +16,22 @@ export class ControlPlaneError extends Error {
   }
 }
 
+export interface InstanceClaim {
+  key: ActualLrpKey;
+  instanceKey: ActualLrpInstanceKey;
+}
+
+export interface InstanceStart extends InstanceClaim {
+  netInfo: ActualLrpNetInfo;
+}
+
+type BatchResult = { error?: { type: string; message: string } };
+
+function batchErrors(results: BatchResult[] | undefined, expected: number): (ControlPlaneError | undefined)[] {
+  if (results?.length !== expected) throw new ControlPlaneError('InvalidResponse', `${results?.length ?? 0} answers to a batch of ${expected}`);
+  return results.map((r) => (r.error ? new ControlPlaneError(String(r.error.type), r.error.message) : undefined));
+}
+
 export class ControlPlane {
   private current = 0;
 
@@ -84,26 +100,40 @@ export class ControlPlane {
     return res.actualLrps ?? [];
   }
 
-  async desiredLrp(processGuid: string): Promise<DesiredLrp | undefined> {
-    try {
-      const res = await this.call<{ desiredLrp?: DesiredLrp }>('/v1/desired_lrps/get_by_process_guid.r2', 'models.DesiredLRPByProcessGuidRequest', { processGuid }, 'models.DesiredLRPResponse');
-      return res.desiredLrp;
-    } catch (e) {
-      if (e instanceof ControlPlaneError && e.type === 'ResourceNotFound') return undefined;
-      throw e;
-    }
+  /** Claims each instance (one transaction); answers each one's error or nothing, and the desired LRPs claimed. */
+  async claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }> {
+    const res = await this.call<{ results?: BatchResult[]; desiredLrps?: DesiredLrp[] }>(
+      '/v1/actual_lrps/claim_batch',
+      'models.ClaimActualLRPsRequest',
+      { claims: claims.map((c) => ({ processGuid: c.key.processGuid, index: c.key.index, actualLrpInstanceKey: c.instanceKey })) },
+      'models.ClaimActualLRPsResponse',
+    );
+    return { errors: batchErrors(res.results, claims.length), desiredLrps: res.desiredLrps ?? [] };
   }
 
-  async claim(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey): Promise<void> {
-    await this.lifecycle('/v1/actual_lrps/claim', 'models.ClaimActualLRPRequest', { processGuid: key.processGuid, index: key.index, actualLrpInstanceKey: instanceKey });
+  /** Reports each instance started (one transaction); answers each one's error or nothing. */
+  async startMany(starts: InstanceStart[]): Promise<(ControlPlaneError | undefined)[]> {
+    const res = await this.call<{ results?: BatchResult[] }>(
+      '/v1/actual_lrps/start_batch',
+      'models.StartActualLRPsRequest',
+      { starts: starts.map((s) => ({ actualLrpKey: s.key, actualLrpInstanceKey: s.instanceKey, actualLrpNetInfo: s.netInfo })) },
+      'models.StartActualLRPsResponse',
+    );
+    return batchErrors(res.results, starts.length);
   }
 
-  async start(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, netInfo: ActualLrpNetInfo): Promise<void> {
-    await this.lifecycle('/v1/actual_lrps/start', 'models.StartActualLRPRequest', { actualLrpKey: key, actualLrpInstanceKey: instanceKey, actualLrpNetInfo: netInfo });
-  }
-
-  async crash(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, errorMessage: string): Promise<void> {
-    await this.lifecycle('/v1/actual_lrps/crash', 'models.CrashActualLRPRequest', { actualLrpKey: key, actualLrpInstanceKey: instanceKey, errorMessage });
+  /**
+   * Reports a crash. With `restartAs`, a crash that restarts at once on this cell is claimed
+   * again under that key in the same transaction, and the answer is the desired LRP to run.
+   */
+  async crash(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, errorMessage: string, restartAs?: ActualLrpInstanceKey): Promise<DesiredLrp | undefined> {
+    const res = await this.call<{ restartDesiredLrp?: DesiredLrp }>(
+      '/v1/actual_lrps/crash',
+      'models.CrashActualLRPRequest',
+      { actualLrpKey: key, actualLrpInstanceKey: instanceKey, errorMessage, restartInstanceKey: restartAs },
+      'models.CrashActualLRPResponse',
+    );
+    return res.restartDesiredLrp;
   }
 
   async remove(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey): Promise<void> {
