@@ -42,8 +42,9 @@ export class InstanceRecords {
     this.changed();
   }
 
+  /** Written with the next change or turn: a record left behind is harmless (adoption checks the start time). */
   delete(instanceGuid: string): void {
-    if (this.records.delete(instanceGuid)) this.changed();
+    if (this.records.delete(instanceGuid)) this.writeSoon();
   }
 
   /**
@@ -53,10 +54,11 @@ export class InstanceRecords {
    * its instance started: that takes at least one more turn.
    */
   private changed(): void {
-    if (Date.now() - this.writtenAt >= MAX_UNWRITTEN_MS) {
-      this.write();
-      return;
-    }
+    if (Date.now() - this.writtenAt >= MAX_UNWRITTEN_MS) this.write();
+    else this.writeSoon();
+  }
+
+  private writeSoon(): void {
     if (this.writePending) return;
     this.writePending = true;
     setImmediate(() => this.write());

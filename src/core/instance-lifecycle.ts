@@ -125,12 +125,13 @@ export async function crashActualLrp(
     await guardCrashLoop(tx, emit, d, a.actualLrpKey.index, reason, now);
     if (!restartInstanceKey || restartInstanceKey.cellId !== ik.cellId) return {};
     // The crashing cell asked to run the restart itself: the claim it would send next, in
-    // this transaction. Re-read both: the crash-loop guard may have disabled the LRP and
-    // stopped or removed this instance; then there is nothing to claim.
-    const again = await tx.getActualLrp(a.actualLrpKey.processGuid, a.actualLrpKey.index);
+    // this transaction. Re-read the instance: the crash-loop guard may have disabled the LRP
+    // and stopped or removed it; then there is nothing to claim. What the cell runs is `d`:
+    // the guard changes no more than its restart bookkeeping when the instance stays.
+    const again = d.restart?.limit ? await tx.getActualLrp(a.actualLrpKey.processGuid, a.actualLrpKey.index) : saved;
     if (again?.state !== 'UNCLAIMED' || again.targetCellId !== ik.cellId || again.stopRequested) return {};
     await saveActualLrp(tx, emit, again, claim(again, requireInstanceKey(restartInstanceKey), now));
-    return { restartDesiredLrp: await tx.getDesiredLrp(a.actualLrpKey.processGuid) };
+    return { restartDesiredLrp: d };
   });
 }
 
