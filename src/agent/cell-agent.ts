@@ -46,6 +46,12 @@ interface Supervised {
 
 const keyOf = (k: ActualLrpKey) => `${k.processGuid}/${k.index}`;
 
+/**
+ * An event starts a sync this much later: events come in bursts (a batch commits many), and a
+ * sync lists every instance on the cell, which should not compete with the work that caused them.
+ */
+const EVENT_SYNC_DELAY_MS = 50;
+
 /** Items per claim or start request (a request stays well under the default 1 MB body limit). */
 const MAX_BATCH = 500;
 
@@ -60,6 +66,7 @@ export class CellAgent {
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatching: () => void = () => {};
   private syncing = false;
+  private syncTimer: NodeJS.Timeout | undefined;
   private syncAgain = false;
   private closed = false;
 
@@ -86,7 +93,12 @@ export class CellAgent {
     this.timers.push(setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.opts.ttlMs / 3))));
     this.timers.push(setInterval(() => this.sync(), this.opts.syncIntervalMs));
     this.timers.push(setInterval(() => void this.rotateLogs(), 5000));
-    this.stopWatching = this.cp.watch(() => this.sync());
+    this.stopWatching = this.cp.watch(() => {
+      this.syncTimer ??= setTimeout(() => {
+        this.syncTimer = undefined;
+        this.sync();
+      }, EVENT_SYNC_DELAY_MS);
+    });
     this.log.info({ cellId: this.opts.cellId, adopted: this.running.size }, 'cell agent started');
   }
 
@@ -94,6 +106,7 @@ export class CellAgent {
   async close(): Promise<void> {
     this.closed = true;
     this.stopWatching();
+    clearTimeout(this.syncTimer);
     for (const t of this.timers) clearInterval(t);
   }
 
