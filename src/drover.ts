@@ -16,10 +16,12 @@ import { ControlPlane } from './agent/control-plane.js';
 import { join as joinPath } from 'node:path';
 import { DEFAULT_TOPIC_PREFIX, startMqttInterface, type MqttInterface } from './api/mqtt/locks.js';
 import { watchServices } from './core/services.js';
-import { startGeniInterface, type GeniInterface } from './api/xmlrpc/interface.js';
 import { RateLimiter } from './core/limits.js';
 import { MAX_INSTANCES } from './model/validate.js';
-import { DEFAULT_APP_ID, DEFAULT_EXCHANGE, DEFAULT_READY_TIMEOUT_MS, ManoAmqpAdapter } from './api/amqp/adapter.js';
+// GENI (PKI, XML signatures) and MANO (AMQP client) are loaded only when enabled.
+import type { GeniInterface } from './api/xmlrpc/interface.js';
+import type { ManoAmqpAdapter } from './api/amqp/adapter.js';
+import { DEFAULT_APP_ID, DEFAULT_EXCHANGE, DEFAULT_READY_TIMEOUT_MS } from './api/amqp/defaults.js';
 
 export interface DroverOptions {
   dataDir: string;
@@ -202,7 +204,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
     : undefined;
   await agent?.start();
   const amqp = options.amqp
-    ? new ManoAmqpAdapter(ctx, identities, log.child({ api: 'amqp' }), {
+    ? new (await import('./api/amqp/adapter.js')).ManoAmqpAdapter(ctx, identities, log.child({ api: 'amqp' }), {
         url: options.amqp,
         exchange: options.amqpExchange,
         appId: options.amqpAppId,
@@ -212,7 +214,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
     : undefined;
   await amqp?.start();
   const geni = options.geni
-    ? await startGeniInterface(ctx, identities, log.child({ api: 'geni' }), {
+    ? await (await import('./api/xmlrpc/interface.js')).startGeniInterface(ctx, identities, log.child({ api: 'geni' }), {
         ...splitHostPort(options.geni, '--geni'),
         dataDir,
         tlsCert: options.tlsCert,

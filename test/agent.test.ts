@@ -18,6 +18,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startDrover, type RunningDrover } from '../src/drover.js';
+import { ControlPlane } from '../src/agent/control-plane.js';
 import { killProcessGroups, processesMarked, waitFor } from './helpers.js';
 import { DROVER_BIN, droverCli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 
@@ -473,6 +474,81 @@ describe('cell agent with real processes', () => {
     } finally {
       if (server) await killCli(server);
       await killMarkedAndWait(mark);
+    }
+  });
+});
+
+describe('cell routes the agent batches', () => {
+  const CELL = 'cell-batch';
+  const ik = (guid: string, cellId = CELL) => ({ instanceGuid: guid, cellId });
+  const key = (processGuid: string, index: number) => ({ processGuid, index, domain: 'agent-test' });
+  const byIndex = async (url: string, guid: string) => new Map((await actuals(url, guid)).map((a) => [a.index, a]));
+
+  async function controlPlane(name: string): Promise<{ drover: RunningDrover; cp: ControlPlane }> {
+    const drover = await startDrover({ dataDir: tempDir(name), agent: false, http: '127.0.0.1:0', logLevel: 'silent', mqtt: 'none' });
+    const cp = new ControlPlane([drover.url]);
+    // a live cell, so that convergence leaves its claims alone
+    await cp.heartbeat({ cellId: CELL, site: '', sections: [], placementTags: [], ttlMs: 60_000 });
+    return { drover, cp };
+  }
+
+  it('claims and starts many instances per call, answering each one as its own call would', async () => {
+    const guid = `b1-${RUN}`;
+    const { drover, cp } = await controlPlane('b1');
+    try {
+      await desire(drover.url, desiredLrp(guid, `agt-${RUN}-b1`, 'exit 0', 3));
+      const claimed = await cp.claimMany([
+        { key: key(guid, 0), instanceKey: ik('ig-0') },
+        { key: key(guid, 1), instanceKey: ik('ig-1') },
+        { key: key(`missing-${RUN}`, 0), instanceKey: ik('ig-m') },
+        { key: key(guid, 0), instanceKey: ik('ig-other') },
+      ]);
+      assert.deepEqual(claimed.errors.map((e) => e?.type), [undefined, undefined, 'ResourceNotFound', 'ActualLRPCannotBeClaimed']);
+      assert.deepEqual(claimed.desiredLrps.map((d) => d.processGuid), [guid], 'each desired LRP claimed, once');
+      let now = await byIndex(drover.url, guid);
+      assert.deepEqual([0, 1, 2].map((i) => [now.get(i)?.state, now.get(i)?.instance_guid ?? '']), [['CLAIMED', 'ig-0'], ['CLAIMED', 'ig-1'], ['UNCLAIMED', '']]);
+
+      const netInfo = { address: '127.0.0.1', ports: [], instanceAddress: '127.0.0.1', preferredAddress: 'HOST' as const };
+      const errors = await cp.startMany([
+        { key: key(guid, 0), instanceKey: ik('ig-0'), netInfo },
+        { key: key(guid, 1), instanceKey: ik('ig-wrong'), netInfo },
+      ]);
+      assert.equal(errors[0], undefined);
+      assert.ok(errors[1], 'a start under another instance key is refused');
+      now = await byIndex(drover.url, guid);
+      assert.deepEqual([now.get(0)?.state, now.get(1)?.state], ['RUNNING', 'CLAIMED'], 'the refused item changed nothing');
+    } finally {
+      await drover.close();
+    }
+  });
+
+  it("a crash's answer claims the immediate restart for the crashing cell, and only then", async () => {
+    const guid = `b2-${RUN}`;
+    const { drover, cp } = await controlPlane('b2');
+    try {
+      await desire(drover.url, desiredLrp(guid, `agt-${RUN}-b2`, 'exit 0', 2));
+      assert.deepEqual((await cp.claimMany([{ key: key(guid, 0), instanceKey: ik('ig-a') }, { key: key(guid, 1), instanceKey: ik('ig-x') }])).errors, [undefined, undefined]);
+      // three immediate restarts, each claimed in the crash's own answer
+      let current = 'ig-a';
+      for (const n of [1, 2, 3]) {
+        const next = `ig-a${n}`;
+        const desired = await cp.crash(key(guid, 0), ik(current), `exit ${n}`, ik(next));
+        assert.equal(desired?.processGuid, guid, `crash ${n}: the answer carries what to run`);
+        const a = (await byIndex(drover.url, guid)).get(0)!;
+        assert.deepEqual([a.state, a.instance_guid, a.cell_id, a.crash_count], ['CLAIMED', next, CELL, n]);
+        current = next;
+      }
+      // the 4th crash backs off: nothing to claim, the instance waits as CRASHED
+      assert.equal(await cp.crash(key(guid, 0), ik(current), 'exit 4', ik('ig-a4')), undefined);
+      assert.equal((await byIndex(drover.url, guid)).get(0)?.state, 'CRASHED');
+      // a restart key naming another cell is not claimed: the instance waits for this cell
+      assert.equal(await cp.crash(key(guid, 1), ik('ig-x'), 'exit 1', ik('ig-y', 'cell-elsewhere')), undefined);
+      const other = (await byIndex(drover.url, guid)).get(1)!;
+      assert.deepEqual([other.state, other.instance_guid ?? ''], ['UNCLAIMED', '']);
+      // a refused crash claims nothing either
+      await assert.rejects(cp.crash(key(guid, 1), ik('ig-x'), 'again', ik('ig-z')), /ActualLRPCannotBeCrashed/);
+    } finally {
+      await drover.close();
     }
   });
 });

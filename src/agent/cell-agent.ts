@@ -10,8 +10,9 @@ import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
 import { adoptProcess, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, stopProcessGroup, type RunningProcess } from './executor.js';
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
-import type { ControlPlane } from './control-plane.js';
+import type { ControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
 import { prepareInstance } from './prepare.js';
+import { Batcher } from './batcher.js';
 
 export interface CellAgentOptions {
   cellId: string;
@@ -45,14 +46,27 @@ interface Supervised {
 
 const keyOf = (k: ActualLrpKey) => `${k.processGuid}/${k.index}`;
 
+/**
+ * An event starts a sync this much later: events come in bursts (a batch commits many), and a
+ * sync lists every instance on the cell, which should not compete with the work that caused them.
+ */
+const EVENT_SYNC_DELAY_MS = 50;
+
+/** Items per claim or start request (a request stays well under the default 1 MB body limit). */
+const MAX_BATCH = 500;
+
 export class CellAgent {
   private readonly running = new Map<string, Supervised>();
   /** instances with operations in flight (how many), so a sync never acts on them twice */
   private readonly busy = new Map<string, number>();
   private readonly records: InstanceRecords;
+  /** claims and start reports of instances started side by side go in shared requests */
+  private readonly claims: Batcher<InstanceClaim, DesiredLrp | undefined>;
+  private readonly starts: Batcher<InstanceStart, void>;
   private readonly timers: NodeJS.Timeout[] = [];
   private stopWatching: () => void = () => {};
   private syncing = false;
+  private syncTimer: NodeJS.Timeout | undefined;
   private syncAgain = false;
   private closed = false;
 
@@ -62,6 +76,11 @@ export class CellAgent {
     private readonly log: Logger,
   ) {
     this.records = new InstanceRecords(join(opts.dataDir, 'instances.json'));
+    this.claims = new Batcher<InstanceClaim, DesiredLrp | undefined>(async (items) => {
+      const { errors, desiredLrps } = await cp.claimMany(items);
+      return items.map((c, i) => errors[i] ?? desiredLrps.find((d) => d.processGuid === c.key.processGuid));
+    }, MAX_BATCH);
+    this.starts = new Batcher<InstanceStart, void>((items) => cp.startMany(items), MAX_BATCH);
   }
 
   get cellId(): string {
@@ -74,7 +93,12 @@ export class CellAgent {
     this.timers.push(setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.opts.ttlMs / 3))));
     this.timers.push(setInterval(() => this.sync(), this.opts.syncIntervalMs));
     this.timers.push(setInterval(() => void this.rotateLogs(), 5000));
-    this.stopWatching = this.cp.watch(() => this.sync());
+    this.stopWatching = this.cp.watch(() => {
+      this.syncTimer ??= setTimeout(() => {
+        this.syncTimer = undefined;
+        this.sync();
+      }, EVENT_SYNC_DELAY_MS);
+    });
     this.log.info({ cellId: this.opts.cellId, adopted: this.running.size }, 'cell agent started');
   }
 
@@ -82,6 +106,7 @@ export class CellAgent {
   async close(): Promise<void> {
     this.closed = true;
     this.stopWatching();
+    clearTimeout(this.syncTimer);
     for (const t of this.timers) clearInterval(t);
   }
 
@@ -153,11 +178,11 @@ export class CellAgent {
       if (this.busy.has(key)) continue;
       const local = onThisCell ? this.running.get(a.actualLrpInstanceKey.instanceGuid) : undefined;
       if (a.state === 'UNCLAIMED' && a.targetCellId === this.opts.cellId && !a.stopRequested) {
-        this.track(key, () => this.launch(a));
+        this.track(key, () => this.launch(a.actualLrpKey));
       } else if (onThisCell && (a.state === 'CLAIMED' || a.state === 'RUNNING')) {
         if (a.stopRequested) this.track(key, () => this.stopAndRemove(a, local));
         else if (!local) this.track(key, () => this.cp.crash(a.actualLrpKey, a.actualLrpInstanceKey, 'process lost: not running on its cell'));
-        else if (a.state === 'CLAIMED' && local.proc.alive()) this.track(key, () => this.cp.start(a.actualLrpKey, a.actualLrpInstanceKey, this.netInfo()));
+        else if (a.state === 'CLAIMED' && local.proc.alive()) this.track(key, () => this.starts.add({ key: a.actualLrpKey, instanceKey: a.actualLrpInstanceKey, netInfo: this.netInfo() }));
         else local.key = a.actualLrpKey;
       }
     }
@@ -189,17 +214,24 @@ export class CellAgent {
     return { address: '127.0.0.1', ports: [], instanceAddress: '127.0.0.1', preferredAddress: 'HOST' as const };
   }
 
-  private async launch(a: ActualLrp): Promise<void> {
-    const ik: ActualLrpInstanceKey = { instanceGuid: randomUUID(), cellId: this.opts.cellId };
-    await this.cp.claim(a.actualLrpKey, ik);
-    const desired = await this.cp.desiredLrp(a.actualLrpKey.processGuid);
+  private newInstanceKey(): ActualLrpInstanceKey {
+    return { instanceGuid: randomUUID(), cellId: this.opts.cellId };
+  }
+
+  private async launch(key: ActualLrpKey): Promise<void> {
+    const ik = this.newInstanceKey();
+    await this.run(key, ik, await this.claims.add({ key, instanceKey: ik }));
+  }
+
+  /** Runs an instance this cell has claimed under `ik`, and reports it started. */
+  private async run(key: ActualLrpKey, ik: ActualLrpInstanceKey, desired: DesiredLrp | undefined): Promise<void> {
     const run = findRunAction(desired?.action);
     if (!desired || !run) {
-      await this.cp.remove(a.actualLrpKey, ik);
+      await this.cp.remove(key, ik);
       return;
     }
-    const { index, processGuid } = a.actualLrpKey;
-    const env = this.environment(desired, a, ik);
+    const { index, processGuid } = key;
+    const env = this.environment(desired, key, ik);
     const dir = run.dir && isAbsolute(run.dir) ? run.dir : join(this.opts.dataDir, 'work', processGuid, String(index), run.dir ?? '');
     mkdirSync(dir, { recursive: true });
     const logFile = join(this.opts.dataDir, 'logs', processGuid, `${index}.log`);
@@ -207,12 +239,12 @@ export class CellAgent {
     const prepare = { cellId: this.opts.cellId, dataDir: this.opts.dataDir, webservers: this.cp.urls, fetchBytes: (p: string) => this.cp.fetchBytes(p) };
     const cmd = await prepareInstance(prepare, desired, { path: run.path, args: run.args ?? [], env }, dir, dirname(logFile)).catch((e: Error) => e);
     if (cmd instanceof Error) {
-      await this.cp.crash(a.actualLrpKey, ik, cmd.message);
+      await this.cp.crash(key, ik, cmd.message);
       return;
     }
     const proc = spawnProcess({ ...cmd, dir, user: run.user || undefined, logFile });
     if (proc.pid === 0) {
-      await this.cp.crash(a.actualLrpKey, ik, (await proc.exited).reason);
+      await this.cp.crash(key, ik, (await proc.exited).reason);
       return;
     }
     const record: InstanceRecord = {
@@ -227,21 +259,21 @@ export class CellAgent {
       stopGraceMs: desired.stopGraceMs,
     };
     this.records.put(record);
-    const s: Supervised = { record, proc, key: a.actualLrpKey, stopping: false };
+    const s: Supervised = { record, proc, key, stopping: false };
     this.supervise(s);
     const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env: cmd.env });
-    if (started && !s.stopping) await this.cp.start(a.actualLrpKey, ik, this.netInfo());
+    if (started && !s.stopping) await this.starts.add({ key, instanceKey: ik, netInfo: this.netInfo() });
     else if (!started && proc.alive()) await this.stopProcess(s); // unhealthy: the exit watcher reports the crash
   }
 
-  private environment(d: DesiredLrp, a: ActualLrp, ik: ActualLrpInstanceKey): Record<string, string> {
+  private environment(d: DesiredLrp, key: ActualLrpKey, ik: ActualLrpInstanceKey): Record<string, string> {
     const run = findRunAction(d.action)!;
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
       HOME: process.env.HOME ?? '/',
-      INSTANCE_INDEX: String(a.actualLrpKey.index),
+      INSTANCE_INDEX: String(key.index),
       INSTANCE_GUID: ik.instanceGuid,
-      PROCESS_GUID: a.actualLrpKey.processGuid,
+      PROCESS_GUID: key.processGuid,
       CELL_ID: this.opts.cellId,
     };
     for (const v of [...(d.env ?? []), ...(run.env ?? [])]) env[v.name] = v.value;
@@ -263,7 +295,11 @@ export class CellAgent {
       void this.track(keyOf(s.key), async () => {
         // a leftover child of the group would otherwise outlive its leader
         if (processGroupAlive(s.proc.pgid)) await stopProcessGroup(s.proc.pgid, 1000);
-        await this.cp.crash(s.key, ik, info.reason);
+        // When the state machine restarts it at once here, the answer is the claim of the
+        // restart: it runs without waiting for the event, a list and a claim of its own.
+        const restartAs = this.newInstanceKey();
+        const desired = await this.cp.crash(s.key, ik, info.reason, restartAs);
+        if (desired) await this.run(s.key, restartAs, desired);
       }).then(() => this.sync());
     });
   }

@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { CellAgent, DEFAULT_AGENT_OPTIONS } from '../agent/cell-agent.js';
 import { ControlPlane } from '../agent/control-plane.js';
 import { logsCommand } from './logs.js';
-import { certsCredentialCommand, certsIssueCommand, sliceCommand } from './geni.js';
-import { DEFAULT_GENI_LISTEN } from '../api/xmlrpc/interface.js';
+import { DEFAULT_GENI_LISTEN } from '../api/xmlrpc/defaults.js';
 import { cellsCommand, desireCommand, listCommand, removeCommand, retireCommand, scaleCommand, type ClientOptions } from './commands.js';
 import { DEFAULT_WAIT_SECONDS, waitIfAsked, watchList } from './watch.js';
 import { statusCommand } from './status.js';
@@ -18,6 +17,9 @@ import { statusCommand } from './status.js';
 const program = new Command('drover').description('Drover keeps long-running processes alive the way their owners declared them');
 
 /** Every serve flag can also come from the environment as DROVER_<FLAG>. */
+/** The GENI commands load the PKI and XML signature modules: only when one of them runs. */
+const geniCommands = () => import('./geni.js');
+
 const flag = (spec: string, description: string, env: string) => new Option(spec, description).env(`DROVER_${env}`);
 
 function positiveInt(value: string, flagName: string): number {
@@ -175,7 +177,7 @@ certs
   .option('--out <dir>', 'where to write the files', '.')
   .option('--days <n>', 'validity in days')
   .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
-  .action((o) => certsIssueCommand(o));
+  .action(async (o) => (await geniCommands()).certsIssueCommand(o));
 certs
   .command('credential')
   .description('issue a geni_sfa v3 slice credential for a user (XML on stdout or --out)')
@@ -185,7 +187,7 @@ certs
   .option('--days <n>', 'validity in days', '30')
   .option('--out <file>', 'write it here instead of stdout')
   .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
-  .action((o) => certsCredentialCommand(o));
+  .action(async (o) => (await geniCommands()).certsCredentialCommand(o));
 
 /** Client commands share --api, --token and --json. */
 function client(name: string, description: string, parent: Command = program) {
@@ -229,7 +231,7 @@ for (const [action, description] of [
 ] as const) {
   client(action, description, slice)
     .argument('<urn>', 'slice URN')
-    .action((urn: string, o) => sliceCommand(o, action, urn));
+    .action(async (urn: string, o) => (await geniCommands()).sliceCommand(o, action, urn));
 }
 
 program.parseAsync().catch((e: Error) => {

@@ -10,7 +10,7 @@ import { applyPlan } from '../core/convergence.js';
 import { cellAlive } from '../model/cell.js';
 import type { ActualLrp } from '../model/lrp.js';
 import type { PlacementCount } from '../store/store.js';
-import { loadCellOf, plan, type Snapshot } from './planner.js';
+import { loadCellOf, plan, type PlanAction, type Snapshot } from './planner.js';
 import { DroverError } from '../model/errors.js';
 import type { LeaseFence } from '../store/lease.js';
 

@@ -33,10 +33,7 @@ export interface AmqpAdapterOptions {
   messageLimit: number;
 }
 
-export const DEFAULT_EXCHANGE = 'son-kernel';
-/** the SLM's own app_id, so clients that filter replies on it accept Drover's */
-export const DEFAULT_APP_ID = 'son-plugin.ServiceLifecycleManager';
-export const DEFAULT_READY_TIMEOUT_MS = 60_000;
+export { DEFAULT_APP_ID, DEFAULT_EXCHANGE, DEFAULT_READY_TIMEOUT_MS } from './defaults.js';
 
 const PREFETCH = 32;
 /** an unused queue (Drover gone for good) is dropped by the broker after this long */

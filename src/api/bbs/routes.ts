@@ -6,11 +6,13 @@ import type { CoreContext } from '../../core/context.js';
 import { desireLrp, removeDesiredLrp, updateDesiredLrp } from '../../core/desired-lrps.js';
 import {
   claimActualLrp,
+  claimActualLrps,
   crashActualLrp,
   failActualLrp,
   removeActualLrp,
   retireActualLrp,
   startActualLrp,
+  startActualLrps,
 } from '../../core/instance-lifecycle.js';
 import { getActualLrp, getDesiredLrp, listActualLrps, listCells, listDesiredLrps, listSchedulingInfos, toGroup } from '../../core/queries.js';
 import { heartbeatCell } from '../../core/cells.js';
@@ -46,6 +48,9 @@ function cellPresence(c: Cell) {
     placementTags: c.placementTags,
   };
 }
+
+/** A batch item's answer: its error, if it was refused. */
+const batchResult = (e: DroverError | undefined) => (e ? { error: bbsErrorFromDroverError(e) } : {});
 
 const withSuffixes = (base: string) => [base, `${base}.r1`, `${base}.r2`];
 
@@ -99,13 +104,33 @@ const ROUTES: BbsRoute[] = [
     },
   },
   {
+    // Drover addition: a cell claims many instances at once and gets their desired LRPs
+    paths: ['/v1/actual_lrps/claim_batch'],
+    request: 'models.ClaimActualLRPsRequest',
+    response: 'models.ClaimActualLRPsResponse',
+    handle: async (ctx, p, req) => {
+      const claims: Req[] = req.claims ?? [];
+      const items = claims.map((c) => ({ key: { processGuid: c.processGuid, index: c.index }, instanceKey: c.actualLrpInstanceKey, expectedTag: tagOf(c) }));
+      const { errors, desiredLrps } = await claimActualLrps(ctx, p, items);
+      return { results: errors.map(batchResult), desiredLrps };
+    },
+  },
+  {
+    // Drover addition: a cell reports many started instances at once
+    paths: ['/v1/actual_lrps/start_batch'],
+    request: 'models.StartActualLRPsRequest',
+    response: 'models.StartActualLRPsResponse',
+    handle: async (ctx, p, req) => {
+      const starts: Req[] = req.starts ?? [];
+      const items = starts.map((s) => ({ key: s.actualLrpKey, instanceKey: s.actualLrpInstanceKey, netInfo: s.actualLrpNetInfo, expectedTag: tagOf(s) }));
+      return { results: (await startActualLrps(ctx, p, items)).map(batchResult) };
+    },
+  },
+  {
     paths: ['/v1/actual_lrps/crash'],
     request: 'models.CrashActualLRPRequest',
-    response: 'models.ActualLRPLifecycleResponse',
-    handle: async (ctx, p, req) => {
-      await crashActualLrp(ctx, p, req.actualLrpKey, req.actualLrpInstanceKey, req.errorMessage ?? '', tagOf(req));
-      return {};
-    },
+    response: 'models.CrashActualLRPResponse',
+    handle: async (ctx, p, req) => crashActualLrp(ctx, p, req.actualLrpKey, req.actualLrpInstanceKey, req.errorMessage ?? '', tagOf(req), req.restartInstanceKey),
   },
   {
     paths: ['/v1/actual_lrps/fail'],

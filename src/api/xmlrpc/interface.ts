@@ -30,7 +30,7 @@ export interface GeniInterface {
   close(): Promise<void>;
 }
 
-export const DEFAULT_GENI_LISTEN = '127.0.0.1:8001';
+export { DEFAULT_GENI_LISTEN } from './defaults.js';
 
 /** The certificates of a PEM bundle, each as its own PEM text. */
 export function splitPemBundle(pem: string): string[] {
