@@ -48,7 +48,7 @@ interface Accepted {
   first: Reply;
   second?: () => Promise<Reply | undefined>;
 }
-/** `ctx` is the adapter's context with commits held back until the first reply is published (see receive). */
+/** `ctx` is the adapter's context with commits held back until the first reply is confirmed (see holdCommits). */
 type Workflow = (ctx: CoreContext, p: Principal | undefined, body: Dict, key: string) => Promise<Accepted>;
 
 function reply(status: string, error: string | null, fields: Dict = {}): Reply {
@@ -65,11 +65,12 @@ class HeldBus extends EventBus {
 }
 
 /**
- * The adapter's context with commit announcements held until `release()`. What a commit sets
- * off in this process (the service watcher, convergence, the cell agent through the event
- * stream) then starts once the first reply is with the broker instead of ahead of it: amqplib
- * writes on a later turn of the event loop, so work started at the commit would run first.
- * The events themselves are in the store already; the bus only wakes their readers.
+ * The adapter's context with commit announcements held until `release()`, which receive()
+ * calls once the broker has confirmed the first reply. What a commit sets off in this process
+ * (the service watcher, convergence, the cell agent through the event stream) then starts
+ * after that reply instead of ahead of it: amqplib writes on a later turn of the event loop,
+ * so work started at the commit would run first. The events themselves are in the store
+ * already; the bus only wakes their readers.
  */
 function holdCommits(ctx: CoreContext): { ctx: CoreContext; release(): void } {
   const held = new HeldBus();
