@@ -267,6 +267,11 @@ interface Breakdown {
   outboundElu: number;
 }
 
+/** Drover's process while only the echo runs: how busy its event loop is with its own work. */
+interface Background {
+  echoElu: number;
+}
+
 interface RoundResult {
   termP50: number;
   termP99: number;
@@ -276,6 +281,7 @@ interface RoundResult {
   instantiateP50: number;
   bodyBytes: number;
   breakdown: Breakdown;
+  background: Background;
 }
 
 type PeerRequest =
@@ -425,9 +431,15 @@ async function oneRound(round: number): Promise<RoundResult> {
     const echoMs: number[] = [];
     const readyMs: number[] = [];
     const parts: Breakdown[] = [];
+    const echoElus: number[] = [];
     const bodyBytes = Buffer.byteLength(stringify({ instance_id: randomUUID() }));
     for (const [i, id] of ids.entries()) {
-      const doEcho = async () => (await peer!.run<{ echoMs: number }>({ op: 'echo' })).echoMs;
+      const doEcho = async () => {
+        const elu = performance.eventLoopUtilization();
+        const { echoMs } = await peer!.run<{ echoMs: number }>({ op: 'echo' });
+        if (i >= WARMUP) echoElus.push(performance.eventLoopUtilization(elu).utilization);
+        return echoMs;
+      };
       const doTerminate = async () => {
         probe.reset();
         const t = await peer!.run<{ cid: string; t0: number; first: number }>({ op: 'terminate', id });
@@ -483,6 +495,7 @@ async function oneRound(round: number): Promise<RoundResult> {
         afterTx: median(parts.map((x) => x.afterTx)),
         outboundElu: median(parts.map((x) => x.outboundElu)),
       },
+      background: { echoElu: median(echoElus) },
     };
     console.log(
       `round ${round}: terminate -> TERMINATING p50 ${ms(r.termP50)} p99 ${ms(r.termP99)} | echo p50 ${ms(r.echoP50)} p99 ${ms(r.echoP99)} | ` +
@@ -492,7 +505,8 @@ async function oneRound(round: number): Promise<RoundResult> {
     console.log(
       `  where a terminate's first reply goes (medians): broker in ${ms(b.inbound)}, accept ${ms(b.accept)} (of which transaction ${ms(b.tx)}), ` +
         `handoff ${ms(b.handoff)}, broker out ${ms(b.outbound)} (Drover's event loop busy ${(b.outboundElu * 100).toFixed(0)}% of it; follow-up transactions ${ms(b.afterTx)}); ` +
-        `commit announced ${ms(b.announced)} after the handoff (bus listeners ${ms(b.committed)})`,
+        `commit announced ${ms(b.announced)} after the handoff (bus listeners ${ms(b.committed)}); ` +
+        `Drover's event loop busy ${(r.background.echoElu * 100).toFixed(0)}% during an echo round trip`,
     );
     return r;
   } finally {
@@ -535,7 +549,8 @@ if (process.argv.includes('--peer')) {
   const mb = (k: keyof Breakdown) => ms(m((x) => x.breakdown[k]));
   console.log(
     `  terminate first reply, medians: broker in ${mb('inbound')}, accept ${mb('accept')} (transaction ${mb('tx')}), handoff ${mb('handoff')}, broker out ${mb('outbound')} ` +
-      `(Drover's event loop busy ${(m((x) => x.breakdown.outboundElu) * 100).toFixed(0)}%, follow-up transactions ${mb('afterTx')}); commit announced ${mb('announced')} after the handoff (bus listeners ${mb('committed')})`,
+      `(Drover's event loop busy ${(m((x) => x.breakdown.outboundElu) * 100).toFixed(0)}%, follow-up transactions ${mb('afterTx')}); commit announced ${mb('announced')} after the handoff (bus listeners ${mb('committed')}); ` +
+      `Drover's event loop busy ${(m((x) => x.background.echoElu) * 100).toFixed(0)}% during an echo round trip`,
   );
   process.exit(0);
 }
