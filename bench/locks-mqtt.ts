@@ -6,6 +6,7 @@
 //       measured lock request is paired with one echo request (order alternating), so load
 //       drift on the machine hits both alike. The echo is a second mqtt.js client subscribed
 //       to a request topic that republishes each message (same bytes) to its responseTopic.
+//       Each create is also timed in stages inside Drover (see Stages).
 //   (b) bulk create: <bulk> locks in one request, and <bulk>/10 locks x 10 requests
 //       (sequential) — wall time; the echo gets the same payloads.
 //
