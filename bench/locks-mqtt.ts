@@ -6,6 +6,7 @@
 //       measured lock request is paired with one echo request (order alternating), so load
 //       drift on the machine hits both alike. The echo is a second mqtt.js client subscribed
 //       to a request topic that republishes each message (same bytes) to its responseTopic.
+//       Each create is also timed in stages inside Drover (see Stages).
 //   (b) bulk create: <bulk> locks in one request, and <bulk>/10 locks x 10 requests
 //       (sequential) — wall time; the echo gets the same payloads.
 //
@@ -86,7 +87,7 @@ class Requester {
   }
 
   /** Publishes `text` to `topic` (QoS 1) and resolves with the answer text and the elapsed ms. */
-  request(topic: string, text: string, responseTopic: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<{ ms: number; answer: string }> {
+  request(topic: string, text: string, responseTopic: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<{ t0: number; ms: number; answer: string }> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(responseTopic);
@@ -95,7 +96,7 @@ class Requester {
       const t0 = performance.now();
       this.waiting.set(responseTopic, (answer) => {
         clearTimeout(timer);
-        resolve({ ms: performance.now() - t0, answer });
+        resolve({ t0, ms: performance.now() - t0, answer });
       });
       this.client.publish(topic, text, { qos: 1 }, (err) => {
         if (err) {
@@ -141,6 +142,26 @@ function checkCreated(answer: string, count: number): void {
   if (a.status !== 201 || a.payload?.count !== count) throw new Error(`lock create failed: ${answer.slice(0, 300)}`);
 }
 
+/**
+ * A create round trip in stages, from timestamps taken in this process (Drover runs in it):
+ * the requester's publish, Drover's client receiving the message, the store transaction's
+ * start and end, Drover's client publishing the answer, the requester receiving it.
+ */
+interface Stages {
+  /** publish -> Drover's client has the request (broker in) */
+  inbound: number;
+  /** -> the transaction starts: JSON decode, identity, validation */
+  decode: number;
+  /** the store transaction */
+  tx: number;
+  /** -> the answer is handed to the client: the answer's JSON */
+  encode: number;
+  /** -> the requester has the answer (broker out) */
+  outbound: number;
+}
+
+const STAGES: (keyof Stages)[] = ['inbound', 'decode', 'tx', 'encode', 'outbound'];
+
 interface RoundResult {
   broker: string;
   lockP50: number;
@@ -148,6 +169,8 @@ interface RoundResult {
   echoP50: number;
   echoP99: number;
   lockTx: number;
+  /** medians of the create round trip's stages, see Stages */
+  stages: Stages;
   lockBytes: number;
   answerBytes: number;
   bulkTx: number;
@@ -201,20 +224,29 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       mqttTopicPrefix: prefix,
     });
     const url = drover.mqtt!.brokerUrl;
-    // Where Drover's time goes: the store transaction of each create, timed from this process
-    // (Drover runs in it) by wrapping the store's transaction().
+    // Where Drover's time goes (see Stages): wrappers on the store's transaction() and on
+    // Drover's MQTT client.
     let txMs = 0;
+    const at = { received: 0, txStart: 0, txEnd: 0, answered: 0 };
     const store = drover.ctx.store;
     const transaction = store.transaction.bind(store);
     type Tx = Parameters<Parameters<typeof transaction>[0]>[0];
     store.transaction = async <T>(fn: (tx: Tx) => Promise<T>, opts?: Parameters<typeof transaction>[1]): Promise<T> => {
-      const t = performance.now();
+      const t = (at.txStart = performance.now());
       try {
         return await transaction(fn, opts);
       } finally {
-        txMs += performance.now() - t;
+        at.txEnd = performance.now();
+        txMs += at.txEnd - t;
       }
     };
+    const lockClient = drover.mqtt!.client;
+    lockClient.prependListener('message', () => (at.received = performance.now()));
+    const publish = lockClient.publish.bind(lockClient);
+    lockClient.publish = ((...args: Parameters<typeof publish>) => {
+      at.answered = performance.now();
+      return publish(...args);
+    }) as typeof publish;
     const createTopic = `${prefix}/${LOCK_TOPIC}/create`;
     const echoTopic = `${prefix}/bench/echo`;
     echo = await startEcho(url, echoTopic);
@@ -224,6 +256,7 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
     // (a) round trips, interleaved lock / echo
     const lockMs: number[] = [];
     const lockTxMs: number[] = [];
+    const stages: Stages[] = [];
     const echoMs: number[] = [];
     let lockBytes = 0;
     let answerBytes = 0;
@@ -235,7 +268,16 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       const doLock = async () => {
         txMs = 0;
         const res = await r.request(createTopic, lockText, lt);
-        if (i >= WARMUP) lockTxMs.push(txMs);
+        if (i >= WARMUP) {
+          lockTxMs.push(txMs);
+          stages.push({
+            inbound: at.received - res.t0,
+            decode: at.txStart - at.received,
+            tx: at.txEnd - at.txStart,
+            encode: at.answered - at.txEnd,
+            outbound: res.t0 + res.ms - at.answered,
+          });
+        }
         checkCreated(res.answer, 1);
         answerBytes = Buffer.byteLength(res.answer);
         return res.ms;
@@ -286,6 +328,7 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       echoP50: percentile(echoMs, 50),
       echoP99: percentile(echoMs, 99),
       lockTx: median(lockTxMs),
+      stages: Object.fromEntries(STAGES.map((k) => [k, median(stages.map((x) => x[k]))])) as unknown as Stages,
       bulkTx,
       lockBytes,
       answerBytes,
@@ -298,7 +341,7 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
     console.log(
       `round ${round} ${brokerName.padEnd(17)}  create p50 ${ms(result.lockP50)} p99 ${ms(result.lockP99)} | echo p50 ${ms(result.echoP50)} p99 ${ms(result.echoP99)} | ` +
         `p50 ${ratio(result.lockP50, result.echoP50)} p99 ${ratio(result.lockP99, result.echoP99)} | ` +
-        `create's store transaction p50 ${ms(result.lockTx)} | bulk ${BULK}: ${ms(result.bulkLock)} (transaction ${ms(result.bulkTx)}) vs echo ${ms(result.bulkEcho)} | 10x${tenth}: ${ms(result.tenLock)} vs echo ${ms(result.tenEcho)}`,
+        `create's store transaction p50 ${ms(result.lockTx)} | stages ${STAGES.map((k) => `${k} ${ms(result.stages[k])}`).join(', ')} | bulk ${BULK}: ${ms(result.bulkLock)} (transaction ${ms(result.bulkTx)}) vs echo ${ms(result.bulkEcho)} | 10x${tenth}: ${ms(result.tenLock)} vs echo ${ms(result.tenEcho)}`,
     );
     return result;
   } finally {
@@ -331,6 +374,7 @@ for (const broker of BROKERS) {
   console.log(`${broker}: request ${rs[0]!.lockBytes} B, Drover's answer ${rs[0]!.answerBytes} B (the echo answers with the request's ${rs[0]!.lockBytes} B)`);
   console.log(`  lock create round trip  p50 ${ms(lp50)}  p99 ${ms(lp99)}`);
   console.log(`  of which the store transaction, median: ${ms(m((x) => x.lockTx))}`);
+  console.log(`  stages (medians): ${STAGES.map((k) => `${k} ${ms(m((x) => x.stages[k]))}`).join(', ')}`);
   console.log(`  raw MQTT echo           p50 ${ms(ep50)}  p99 ${ms(ep99)}`);
   console.log(`  ratio                   p50 ${ratio(lp50, ep50)} (target <= ${TARGET}x: ${verdict(lp50, ep50)})  p99 ${ratio(lp99, ep99)} (${verdict(lp99, ep99)})`);
   console.log(`  median of the per-round ratios: p50 ${median(rs.map((x) => x.lockP50 / x.echoP50)).toFixed(2)}x  p99 ${median(rs.map((x) => x.lockP99 / x.echoP99)).toFixed(2)}x`);

@@ -188,6 +188,25 @@ for (const fixture of storeFixtures()) {
       assert.equal(again.entries[0].owner, 'Carol');
     });
 
+    it('locks an instance whose expired lock is still stored, beside a free one; a live lock still refuses the whole request', async () => {
+      await createLocks(ctx, ops, { locks: [lock('Stale|svc|1.0.0', 'Dave', 4.5)] });
+      now = T0 + 4.5 * HOUR; // expired, and nothing has purged it yet
+      assert.equal((await store.queryLocks({ serviceInstanceIds: ['Stale|svc|1.0.0'] }, undefined, 0)).count, 1, 'the expired row is still there');
+      await assert.rejects(
+        createLocks(ctx, ops, { locks: [lock('Stale|svc|1.0.0', 'Erin', 9), lock('C|gamma|1.0.0', 'Erin', 9)] }),
+        refused('invalid_request', 'Already locked: C|gamma|1.0.0'),
+      );
+      const created = await createLocks(ctx, ops, { locks: [lock('Fresh|svc|1.0.0', 'Erin', 9), lock('Stale|svc|1.0.0', 'Erin', 9)] });
+      assert.deepEqual(ids(created.entries), ['Fresh|svc|1.0.0', 'Stale|svc|1.0.0']);
+      assert.deepEqual(
+        (await queryLocks(ctx, ops, { serviceInstanceIds: ['Stale|svc|1.0.0', 'Fresh|svc|1.0.0'] })).entries.map((l) => [l.serviceInstanceId, l.owner]).sort(),
+        [
+          ['Fresh|svc|1.0.0', 'Erin'],
+          ['Stale|svc|1.0.0', 'Erin'],
+        ],
+      );
+    });
+
     it('checks the caller: identified, allowed to manage locks, and the owner (unless operator)', async () => {
       const reader: Principal = { name: 'Viewer', roles: ['reader'] };
       await assert.rejects(createLocks(ctx, undefined, { locks: [lock('P|q|1.0.0', 'TemperatureManager', 9)] }), refused('unauthenticated', /not identified/));

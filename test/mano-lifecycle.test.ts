@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import amqp, { type Channel, type ChannelModel } from 'amqplib';
 import { parse, stringify } from 'yaml';
 import { startDrover, type RunningDrover } from '../src/drover.js';
-import { serviceStatus } from '../src/core/services.js';
+import { instantiateService, serviceStatus } from '../src/core/services.js';
 import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
 import { TOPIC_CREATE, TOPIC_TERMINATE, UNSUPPORTED_TOPICS } from '../src/api/amqp/mano.js';
 import { DEFAULT_APP_ID } from '../src/api/amqp/adapter.js';
@@ -436,9 +436,38 @@ describe('MANO service lifecycle over RabbitMQ', () => {
     assert.equal((await mine()).length, 1);
     assert.equal(marked(mark).length, 2);
 
-    const t = await terminate(id);
-    assert.equal(t.second.body.status, 'READY');
+    // The same for a termination: redelivered after a restart, it is answered again
+    // (TERMINATING, then READY) without failing as "already TERMINATED".
+    const terminateCid = randomUUID();
+    client.request(TOPIC_TERMINATE, { instance_id: id }, { correlationId: terminateCid });
+    const ended = await client.exactly(terminateCid, 2);
+    assert.deepEqual(ended.map((r) => r.body.status), ['TERMINATING', 'READY']);
     assert.deepEqual(marked(mark), []);
+    await drover.close();
+    await startServing();
+    client.request(TOPIC_TERMINATE, { instance_id: id }, { correlationId: terminateCid });
+    const endedAgain = await client.replies(terminateCid, 4);
+    assert.deepEqual(
+      endedAgain.slice(2).map((r) => [r.body.status, r.body.error]),
+      [
+        ['TERMINATING', null],
+        ['READY', null],
+      ],
+    );
+    assert.equal((await status(id)).service.state, 'TERMINATED');
+  });
+
+  it('answers ERROR to a terminate naming a service that is not a MANO service, and leaves it alone', async () => {
+    const other = await instantiateService(drover.ctx, OPEN_MODE_PRINCIPAL, {
+      name: 'not-mano',
+      kind: 'geni',
+      lrps: [{ processGuid: `not-mano-${RUN}`, domain: 'geni', instances: 0, action: { run: { path: '/usr/bin/true', args: [], dir: '', env: [], user: '' } } }],
+    });
+    const cid = client.request(TOPIC_TERMINATE, { instance_id: other.id });
+    const [r] = await client.exactly(cid, 1);
+    assert.equal(r!.body.status, 'ERROR');
+    assert.match(r!.body.error, /not a mano service/);
+    assert.ok(!['TERMINATING', 'TERMINATED'].includes((await status(other.id)).service.state), 'not terminated');
   });
 
   it('reconnects after a broker restart and serves again; running services are not touched', async () => {

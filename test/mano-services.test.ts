@@ -104,6 +104,20 @@ for (const fixture of storeFixtures()) {
       assert.equal(await state('s3'), 'TERMINATED');
     });
 
+    it("checks a terminate's guard in its transaction: another kind is not_found; the same request again changes nothing", async () => {
+      await instantiateService(ctx, P, { id: 's5', name: 'svc', kind: 'geni', lrps: [lrp('s5-a', 1)] });
+      await refused('not_found', terminateService(ctx, P, 's5', {}, { kind: 'mano' }));
+      assert.equal(await state('s5'), 'INSTANTIATING');
+      const byR1 = (x: { attributes: Record<string, unknown> }) => x.attributes.request === 'r1';
+      const t = await terminateService(ctx, P, 's5', { request: 'r1' }, { kind: 'geni', terminatedBy: byR1 });
+      assert.equal(t.state, 'TERMINATING');
+      const eventsBefore = (await ctx.store.listEvents(0, 100_000)).length;
+      const again = await terminateService(ctx, P, 's5', { request: 'r1' }, { kind: 'geni', terminatedBy: byR1 });
+      assert.deepEqual(again, t, 'returned as it is');
+      assert.equal((await ctx.store.listEvents(0, 100_000)).length, eventsBefore, 'nothing written');
+      await refused('invalid_transition', terminateService(ctx, P, 's5', { request: 'r2' }, { kind: 'geni', terminatedBy: (x) => x.attributes.request === 'r2' }));
+    });
+
     it('waitForService gives up after its timeout and on abort', async () => {
       await instantiateService(ctx, P, { id: 's4', name: 'svc', kind: 'mano', lrps: [lrp('s4-a', 1)] });
       assert.equal(await waitForService(ctx, 's4', (x) => x.state === 'READY', 100), undefined);

@@ -4,7 +4,7 @@
 import { DroverError, fail } from '../model/errors.js';
 import { hasRole, type Principal } from '../model/principal.js';
 import { validateCreateRequest, validateQueryRequest, validateRemoveRequest, type Lock, type LockList } from '../model/lock.js';
-import type { StoreReads } from '../store/store.js';
+import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext } from './context.js';
 
@@ -15,30 +15,47 @@ function requireOwner(p: Principal, owner: string): void {
 
 const alreadyLocked = (held: Lock[]) => `Already locked: ${held.map((l) => l.serviceInstanceId).join(', ')}`;
 
-/** All or nothing: when any requested instance holds a live lock, nothing is created. */
+/**
+ * All or nothing: when any requested instance holds a live lock, nothing is created.
+ *
+ * The common case (no row for any requested instance) is one INSERT: the unique index on the
+ * instance id refuses any row already there, so no read is needed first. Only when it
+ * refuses (a live lock, or an expired one not purged yet) does a second attempt purge the
+ * expired locks and look at what is held; the first attempt wrote nothing.
+ */
 export async function createLocks(ctx: CoreContext, p: Principal | undefined, payload: unknown): Promise<LockList> {
   const caller = authorize(p, 'owner');
   const now = ctx.now();
   const locks = validateCreateRequest(payload, now);
   for (const l of locks) requireOwner(caller, l.owner);
   const serviceInstanceIds = locks.map((l) => l.serviceInstanceId);
+  const insert = async (tx: StoreTx): Promise<LockList> => {
+    const entries = await tx.insertLocks(locks);
+    return { entries, count: entries.length };
+  };
+  try {
+    return await inTransaction(ctx, insert);
+  } catch (e) {
+    if (!isConflict(e)) throw e;
+  }
   try {
     return await inTransaction(ctx, async (tx) => {
-      // Expired locks stop counting at expiresAt; purging them first lets the unique index
-      // on the instance id stand for "one live lock per instance".
+      // Expired locks stop counting at expiresAt; purging them lets the unique index stand
+      // for "one live lock per instance".
       await tx.purgeExpiredLocks(now);
       const held = await tx.queryLocks({ serviceInstanceIds }, undefined, now);
       if (held.entries.length) fail('invalid_request', alreadyLocked(held.entries));
-      const entries = await tx.insertLocks(locks);
-      return { entries, count: entries.length };
+      return insert(tx);
     });
   } catch (e) {
     // Lost a race with another creator (another request or replica): report who won.
-    if (!(e instanceof DroverError && e.kind === 'exists')) throw e;
+    if (!isConflict(e)) throw e;
     const held = await ctx.store.queryLocks({ serviceInstanceIds }, undefined, now);
     fail('invalid_request', alreadyLocked(held.entries));
   }
 }
+
+const isConflict = (e: unknown) => e instanceof DroverError && e.kind === 'exists';
 
 export async function queryLocks(ctx: CoreContext, p: Principal | undefined, payload: unknown): Promise<LockList> {
   authorize(p, 'reader');

@@ -76,14 +76,13 @@ export async function instantiateService(ctx: CoreContext, p: Principal | undefi
 }
 
 /**
- * The service, when `caller` may change it: its owner or an operator; not terminating; not
- * shut down (unless `evenShutDown`: deleteService).
+ * `s`, when `caller` may change it: its owner or an operator; not terminating; not shut down
+ * (unless `evenShutDown`: deleteService).
  */
-async function loadChangeable(tx: StoreReads, caller: Principal, id: string, evenShutDown = false): Promise<Service> {
-  const s = await loadService(tx, id);
-  if (!hasRole(caller, 'operator') && s.owner !== caller.name) fail('forbidden', `service ${id} belongs to ${s.owner}`);
-  if (s.shutdown && !evenShutDown) fail('shut_down', `service ${id} is shut down`);
-  if (s.state === 'TERMINATING' || s.state === 'TERMINATED') fail('invalid_transition', `service ${id} is already ${s.state}`);
+function requireChangeable(s: Service, caller: Principal, evenShutDown = false): Service {
+  if (!hasRole(caller, 'operator') && s.owner !== caller.name) fail('forbidden', `service ${s.id} belongs to ${s.owner}`);
+  if (s.shutdown && !evenShutDown) fail('shut_down', `service ${s.id} is shut down`);
+  if (s.state === 'TERMINATING' || s.state === 'TERMINATED') fail('invalid_transition', `service ${s.id} is already ${s.state}`);
   return s;
 }
 
@@ -94,23 +93,35 @@ async function setEnabled(tx: StoreTx, emit: Emit, d: DesiredLrp, enabled: boole
   await reconcileInstances(tx, emit, after, now);
 }
 
+/** What an interface may check in terminateService's own transaction. */
+export interface TerminateGuard {
+  /** only a service of this kind: any other is not_found, as if it did not exist */
+  kind?: string;
+  /** true for a service this very request terminated before (a redelivery): it is returned unchanged */
+  terminatedBy?: (s: Service) => boolean;
+}
+
 /**
  * Stops every process of the service (its DesiredLRPs are disabled, not deleted, so the
  * watcher can tell when the last instance is gone) and moves it to TERMINATING.
  * `attributes` are merged in the same transaction (the caller's note of the request).
  */
-export async function terminateService(ctx: CoreContext, p: Principal | undefined, id: string, attributes: Record<string, unknown> = {}): Promise<Service> {
-  return endService(ctx, authorize(p, 'owner'), id, attributes, false);
+export async function terminateService(ctx: CoreContext, p: Principal | undefined, id: string, attributes: Record<string, unknown> = {}, guard: TerminateGuard = {}): Promise<Service> {
+  return endService(ctx, authorize(p, 'owner'), id, attributes, false, guard);
 }
 
 /** Operator: terminates a service even when it is shut down (the other way out of a shutdown). */
 export async function deleteService(ctx: CoreContext, p: Principal | undefined, id: string): Promise<Service> {
-  return endService(ctx, authorize(p, 'operator'), id, {}, true);
+  return endService(ctx, authorize(p, 'operator'), id, {}, true, {});
 }
 
-function endService(ctx: CoreContext, caller: Principal, id: string, attributes: Record<string, unknown>, evenShutDown: boolean): Promise<Service> {
+function endService(ctx: CoreContext, caller: Principal, id: string, attributes: Record<string, unknown>, evenShutDown: boolean, guard: TerminateGuard): Promise<Service> {
+  const { kind, terminatedBy } = guard;
   return inTransaction(ctx, async (tx, emit) => {
-    const before = await loadChangeable(tx, caller, id, evenShutDown);
+    const service = await loadService(tx, id);
+    if (kind !== undefined && service.kind !== kind) fail('not_found', `service ${id} is not a ${kind} service`);
+    if (terminatedBy?.(service)) return service;
+    const before = requireChangeable(service, caller, evenShutDown);
     const now = ctx.now();
     const lrps = await tx.listDesiredLrps({ serviceId: id });
     for (const d of lrps) await requireUnlocked(ctx, tx, d, caller);
@@ -139,7 +150,7 @@ export interface ServiceChange {
 export async function changeService(ctx: CoreContext, p: Principal | undefined, id: string, plan: (s: ServiceStatus) => ServiceChange): Promise<ServiceStatus> {
   const caller = authorize(p, 'owner');
   return inTransaction(ctx, async (tx, emit) => {
-    const before = await loadChangeable(tx, caller, id);
+    const before = requireChangeable(await loadService(tx, id), caller);
     const status = await readStatus(tx, before);
     const { attributes, scale = {}, restart = [], remove = [] } = plan(status);
     const lrps = new Map(status.lrps.map((l) => [l.desired.processGuid, l]));

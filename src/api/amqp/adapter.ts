@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DroverError, fail } from '../../model/errors.js';
 import type { Principal } from '../../model/principal.js';
 import type { Service } from '../../model/service.js';
-import type { CoreContext } from '../../core/context.js';
+import { EventBus, type CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { failService, instantiateService, serviceProblems, serviceStatus, terminateService, waitForService } from '../../core/services.js';
 import { decodeBody, encodeBody } from './body.js';
@@ -48,13 +48,40 @@ interface Accepted {
   first: Reply;
   second?: () => Promise<Reply | undefined>;
 }
-type Workflow = (p: Principal | undefined, body: Dict, key: string) => Promise<Accepted>;
+/** `ctx` is the adapter's context with commits held back until the first reply is confirmed (see holdCommits). */
+type Workflow = (ctx: CoreContext, p: Principal | undefined, body: Dict, key: string) => Promise<Accepted>;
 
 function reply(status: string, error: string | null, fields: Dict = {}): Reply {
   return { status, error, timestamp: Date.now() / 1000, ...fields };
 }
 
 const idFields = (id: string) => ({ instance_id: id, service_instance_uuid: id });
+
+class HeldBus extends EventBus {
+  last = 0;
+  override committed(lastId: number): void {
+    this.last = Math.max(this.last, lastId);
+  }
+}
+
+/**
+ * The adapter's context with commit announcements held until `release()`, which receive()
+ * calls once the broker has confirmed the first reply. What a commit sets off in this process
+ * (the service watcher, convergence, the cell agent through the event stream) then starts
+ * after that reply instead of ahead of it: amqplib writes on a later turn of the event loop,
+ * so work started at the commit would run first. The events themselves are in the store
+ * already; the bus only wakes their readers.
+ */
+function holdCommits(ctx: CoreContext): { ctx: CoreContext; release(): void } {
+  const held = new HeldBus();
+  return {
+    ctx: { ...ctx, bus: held },
+    release() {
+      if (held.last) ctx.bus.committed(held.last);
+      held.last = 0;
+    },
+  };
+}
 
 export class ManoAmqpAdapter {
   private conn?: RecoveringChannelModel;
@@ -63,8 +90,8 @@ export class ManoAmqpAdapter {
   private readonly seen = new Set<string>();
   private readonly stopping = new AbortController();
   private readonly workflows: Record<string, Workflow> = {
-    [TOPIC_CREATE]: (p, body, key) => this.create(p, body, key),
-    [TOPIC_TERMINATE]: (p, body, key) => this.terminate(p, body, key),
+    [TOPIC_CREATE]: (ctx, p, body, key) => this.create(ctx, p, body, key),
+    [TOPIC_TERMINATE]: (ctx, p, body, key) => this.terminate(ctx, p, body, key),
   };
 
   constructor(
@@ -133,6 +160,7 @@ export class ManoAmqpAdapter {
     const topic = msg.fields.routingKey;
     const key = `${topic}|${appId ?? ''}|${correlationId}`;
     let requeue = false;
+    const commits = holdCommits(this.ctx);
     try {
       // requests and replies share the topic: these are Drover's own replies
       if (appId === this.opts.appId) return;
@@ -145,7 +173,7 @@ export class ManoAmqpAdapter {
         return;
       }
       this.remember(key);
-      const { first, second } = await this.accept(topic, appId, msg.content, key);
+      const { first, second } = await this.accept(commits.ctx, topic, appId, msg.content, key);
       // until the broker confirms the reply, the request stays the broker's to deliver again
       requeue = true;
       await this.publishOn(ch, replyTo, correlationId, first);
@@ -156,6 +184,7 @@ export class ManoAmqpAdapter {
       this.seen.delete(key);
       this.log.warn({ topic, correlationId, err: (e as Error).message }, 'AMQP reply not published; the request will come again');
     } finally {
+      commits.release();
       try {
         if (requeue) ch.nack(msg, false, true);
         else ch.ack(msg);
@@ -171,15 +200,15 @@ export class ManoAmqpAdapter {
   }
 
   /** Decodes and runs the request; any refusal becomes an ERROR first reply. Never throws. */
-  private async accept(topic: string, appId: string | undefined, content: Buffer, key: string): Promise<Accepted> {
+  private async accept(ctx: CoreContext, topic: string, appId: string | undefined, content: Buffer, key: string): Promise<Accepted> {
     let body: Dict | undefined;
     try {
       body = decodeBody(content, this.opts.messageLimit);
       const workflow = this.workflows[topic];
       if (!workflow) fail('invalid_request', `${topic} is not supported by Drover`);
       const p = this.identities.resolve('amqpAppIds', appId);
-      takeRequestToken(this.ctx, p);
-      return await workflow(p, body, key);
+      takeRequestToken(ctx, p);
+      return await workflow(ctx, p, body, key);
     } catch (e) {
       return { first: this.errorReply(e, body) };
     }
@@ -194,12 +223,12 @@ export class ManoAmqpAdapter {
   }
 
   /** service.instances.create: the Service and its DesiredLRPs now, READY once every instance runs. */
-  private async create(p: Principal | undefined, body: Dict, key: string): Promise<Accepted> {
+  private async create(ctx: CoreContext, p: Principal | undefined, body: Dict, key: string): Promise<Accepted> {
     const spec = planService(body, stableUuid(key), key);
-    const service = await instantiateService(this.ctx, p, spec).catch(async (e: unknown) => {
+    const service = await instantiateService(ctx, p, spec).catch(async (e: unknown) => {
       // the same request again (redelivered after a restart) finds the service it created
       if (!(e instanceof DroverError && e.kind === 'exists')) throw e;
-      const { service: s } = await serviceStatus(this.ctx, p, spec.id!);
+      const { service: s } = await serviceStatus(ctx, p, spec.id!);
       if (s.state !== 'INSTANTIATING' && s.state !== 'READY') fail('conflict', `request already handled: service ${s.id} is ${s.state}`);
       return s;
     });
@@ -207,13 +236,15 @@ export class ManoAmqpAdapter {
     return { first: reply('INSTANTIATING', null, ids), second: () => this.settle(p, service.id, 'INSTANTIATING', 'READY', 'normal operation', ids) };
   }
 
-  /** service.instance.terminate: stop every process now, READY once none is left. */
-  private async terminate(p: Principal | undefined, body: Dict, key: string): Promise<Accepted> {
+  /**
+   * service.instance.terminate: stop every process now, READY once none is left. The checks
+   * (a MANO service; this request terminated it before: a redelivery) are made in the
+   * terminate's own transaction, so the first reply waits for that one transaction only.
+   */
+  private async terminate(ctx: CoreContext, p: Principal | undefined, body: Dict, key: string): Promise<Accepted> {
     const id = instanceIdOf(body);
-    const { service } = await serviceStatus(this.ctx, p, id);
-    if (service.kind !== MANO_KIND) fail('not_found', `service ${id} is not a MANO service instance`);
-    const again = (service.attributes as ManoAttributes).terminateRequest === key;
-    if (!again) await terminateService(this.ctx, p, id, { terminateRequest: key });
+    const terminatedBy = (s: Service) => (s.attributes as ManoAttributes).terminateRequest === key;
+    await terminateService(ctx, p, id, { terminateRequest: key }, { kind: MANO_KIND, terminatedBy });
     const fields = { ...idFields(id), workflow: 'termination' };
     return { first: reply('TERMINATING', null, idFields(id)), second: () => this.settle(p, id, 'TERMINATING', 'TERMINATED', 'terminated', fields) };
   }

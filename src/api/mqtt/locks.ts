@@ -83,6 +83,8 @@ export interface MqttInterface {
   brokerUrl: string;
   /** the embedded broker's MQTTS address, when it has one */
   mqttsUrl?: string;
+  /** Drover's own connection to the broker (bench/locks-mqtt.ts times its messages) */
+  client: MqttClient;
   close(): Promise<void>;
 }
 
@@ -174,6 +176,7 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
   return {
     brokerUrl,
     mqttsUrl: broker?.mqttsUrl,
+    client,
     async close() {
       await client.endAsync(!client.connected);
       await broker?.close();
