@@ -3,11 +3,11 @@
 
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { dirname, isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
 import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
-import { adoptProcess, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, stopProcessGroup, type RunningProcess } from './executor.js';
+import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, stopProcessGroup, type RunningProcess } from './executor.js';
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
 import type { ControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
@@ -52,6 +52,10 @@ const keyOf = (k: ActualLrpKey) => `${k.processGuid}/${k.index}`;
  */
 const EVENT_SYNC_DELAY_MS = 50;
 
+/** Every process this agent starts carries its data dir under this name: how it finds its own. */
+const AGENT_MARKER = 'DROVER_AGENT_HOME';
+const SWEEP_INTERVAL_MS = 10_000;
+
 /** Items per claim or start request (a request stays well under the default 1 MB body limit). */
 const MAX_BATCH = 500;
 
@@ -89,7 +93,9 @@ export class CellAgent {
 
   async start(): Promise<void> {
     await this.adoptLeftovers();
+    this.sweepUntracked();
     await this.heartbeat();
+    this.timers.push(setInterval(() => this.sweepUntracked(), SWEEP_INTERVAL_MS));
     this.timers.push(setInterval(() => void this.heartbeat(), Math.max(100, Math.floor(this.opts.ttlMs / 3))));
     this.timers.push(setInterval(() => this.sync(), this.opts.syncIntervalMs));
     this.timers.push(setInterval(() => void this.rotateLogs(), 5000));
@@ -145,6 +151,21 @@ export class CellAgent {
       }
       if (processGroupAlive(r.pgid)) await stopProcessGroup(r.pgid, r.stopGraceMs);
       this.records.delete(r.instanceGuid);
+    }
+  }
+
+  /**
+   * A process of this agent that nothing here tracks (its record lost to a SIGKILL at the
+   * wrong moment, or a member that left its group) would run beside its replacement: stop it.
+   * Synchronous, so it never sees a process between its spawn and its supervision.
+   */
+  private sweepUntracked(): void {
+    const tracked = new Set([...this.running.values()].map((s) => s.record.pgid));
+    for (const p of processesWithEnv(AGENT_MARKER, resolve(this.opts.dataDir))) {
+      if (tracked.has(p.pgid)) continue;
+      tracked.add(p.pgid);
+      this.log.warn({ pid: p.pid, pgid: p.pgid }, 'stopping a process of this agent that it does not track');
+      void stopProcessGroup(p.pgid, 1000);
     }
   }
 
@@ -277,6 +298,7 @@ export class CellAgent {
       CELL_ID: this.opts.cellId,
     };
     for (const v of [...(d.env ?? []), ...(run.env ?? [])]) env[v.name] = v.value;
+    env[AGENT_MARKER] = resolve(this.opts.dataDir);
     return env;
   }
 

@@ -174,6 +174,26 @@ function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /** /proc/<pid>/stat field 22: start time in clock ticks since boot; undefined once exited. */
+/** Live processes (of this user) whose environment holds `name=value`, with their process group. */
+export function processesWithEnv(name: string, value: string): { pid: number; pgid: number }[] {
+  const needle = Buffer.from(`${name}=${value}\0`);
+  const found: { pid: number; pgid: number }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let env: Buffer;
+    try {
+      env = readFileSync(`/proc/${entry}/environ`);
+    } catch {
+      continue; // gone, or another user's
+    }
+    const at = env.indexOf(needle);
+    if (at < 0 || (at > 0 && env[at - 1] !== 0)) continue;
+    const s = readStat(Number(entry));
+    if (s && s.state !== 'Z' && s.state !== 'X') found.push({ pid: Number(entry), pgid: s.pgrp });
+  }
+  return found;
+}
+
 export function processStartTime(pid: number): number | undefined {
   const s = readStat(pid);
   return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s.startTicks;

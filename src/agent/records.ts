@@ -16,12 +16,8 @@ export interface InstanceRecord {
   stopGraceMs: number;
 }
 
-/** How long a burst of changes may go unwritten: a SIGKILL then forgets at most this much. */
-const MAX_UNWRITTEN_MS = 100;
-
 export class InstanceRecords {
   private records = new Map<string, InstanceRecord>();
-  private writtenAt = 0;
   private writePending = false;
 
   constructor(private readonly file: string) {
@@ -37,25 +33,18 @@ export class InstanceRecords {
     return [...this.records.values()];
   }
 
+  /**
+   * Written before the caller goes on: a process whose record could be lost to a SIGKILL
+   * would outlive the agent unseen (it runs in its own process group) and run twice.
+   */
   put(r: InstanceRecord): void {
     this.records.set(r.instanceGuid, r);
-    this.changed();
+    this.write();
   }
 
   /** Written with the next change or turn: a record left behind is harmless (adoption checks the start time). */
   delete(instanceGuid: string): void {
     if (this.records.delete(instanceGuid)) this.writeSoon();
-  }
-
-  /**
-   * The whole file is rewritten on a change, so a burst (hundreds of starts in one turn of
-   * the event loop) is written once at its end, or every MAX_UNWRITTEN_MS while it lasts,
-   * rather than once per instance. Either way a record is on disk before the agent reports
-   * its instance started: that takes at least one more turn.
-   */
-  private changed(): void {
-    if (Date.now() - this.writtenAt >= MAX_UNWRITTEN_MS) this.write();
-    else this.writeSoon();
   }
 
   private writeSoon(): void {
@@ -66,7 +55,6 @@ export class InstanceRecords {
 
   private write(): void {
     this.writePending = false;
-    this.writtenAt = Date.now();
     mkdirSync(dirname(this.file), { recursive: true });
     const tmp = `${this.file}.tmp`;
     writeFileSync(tmp, JSON.stringify(this.all()));

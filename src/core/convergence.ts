@@ -3,13 +3,24 @@
 // the action is skipped — the next pass sees the new state (level-triggered).
 
 import { DroverError } from '../model/errors.js';
-import type { PlanAction } from '../converge/planner.js';
+import { targetInstances, type PlanAction } from '../converge/planner.js';
 import { transitionFor } from '../converge/transitions.js';
+import type { StoreTx } from '../store/store.js';
 import { inTransaction, type CoreContext } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
 
 const CHUNK = 500;
+
+/**
+ * A create re-reads its desired LRP: a remove or scale-down committed after the snapshot
+ * must not get an instance back. (every-cell instances are counted per cell by the planner.)
+ */
+async function stillWanted(tx: StoreTx, processGuid: string, index: number): Promise<boolean> {
+  const d = await tx.getDesiredLrp(processGuid);
+  if (!d || d.enabled === false) return false;
+  return d.placement?.strategy === 'every-cell' || index < targetInstances(d, 0);
+}
 
 export interface ApplyResult {
   applied: number;
@@ -33,8 +44,9 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<
         try {
           const a = await tx.getActualLrp(action.processGuid, action.index);
           if (action.kind === 'create') {
-            if (!a) await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
-            else result.skipped++;
+            if (!a && (await stillWanted(tx, action.processGuid, action.index))) {
+              await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
+            } else result.skipped++;
             continue;
           }
           const tag = tags.get(`${action.processGuid}/${action.index}`);

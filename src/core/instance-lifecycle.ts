@@ -119,6 +119,11 @@ export async function crashActualLrp(
     const d = await tx.getDesiredLrp(a.actualLrpKey.processGuid);
     const after = crash(a, ik, reason, now, restartPolicyFor(d?.restart, reason));
     await emit('actual_lrp_crashed', { actualLrpKey: after.actualLrpKey, actualLrpInstanceKey: ik, crashCount: after.crashCount, crashReason: reason, since: after.since });
+    // it was being stopped (surplus or removed): it has stopped, so it goes, as a stopped one would
+    if (after.stopRequested) {
+      await deleteActualLrp(tx, emit, a);
+      return {};
+    }
     const saved = await saveActualLrp(tx, emit, a, after);
     if (!d || saved.state !== 'UNCLAIMED') return {};
     // a restart at once counts against the LRP's start limit, if it has one
