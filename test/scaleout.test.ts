@@ -15,6 +15,7 @@ import pino from 'pino';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
 import { DroverError } from '../src/model/errors.js';
+import { validateDesiredLrp } from '../src/model/validate.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { applyPlan } from '../src/core/convergence.js';
 import { LeaderElection } from '../src/converge/leader.js';
@@ -273,6 +274,9 @@ describe('leader lease and fencing in the store', () => {
       // ... the same through the convergence applier, with each handle as a replica's store
       const ctx = (store: Store): CoreContext => ({ store, bus: new EventBus(), log: silent, now: Date.now });
       const create = [{ kind: 'create' as const, processGuid: 'p1', domain: 'd', index: 0 }];
+      // a create re-reads its desired LRP, so there is one (stored unfenced, as no leader's write)
+      const p1 = validateDesiredLrp({ processGuid: 'p1', domain: 'd', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+      await b.transaction((tx) => tx.insertDesiredLrp(p1));
       await assert.rejects(applyPlan(ctx(a), create, new Map(), fenceA), (e) => e instanceof DroverError && e.kind === 'conflict');
       assert.equal((await b.listActualLrps()).length, 0, 'the deposed leader created nothing');
       // a fence naming the right holder but an old epoch is refused as well
