@@ -222,6 +222,8 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       mqtt: brokerName === 'mosquitto' ? MOSQUITTO_URL : privateBroker ? privateBroker.url : 'embedded',
       mqttListen: '127.0.0.1:0',
       mqttTopicPrefix: prefix,
+      // the bulk create of 10,000 locks is one message of about 2 MB, over the default limit
+      messageLimit: 16 * 1024 * 1024,
     });
     const url = drover.mqtt!.brokerUrl;
     // Where Drover's time goes (see Stages): wrappers on the store's transaction() and on
