@@ -6,6 +6,7 @@ import { DroverError } from '../model/errors.js';
 import { targetInstances, type PlanAction } from '../converge/planner.js';
 import { transitionFor } from '../converge/transitions.js';
 import type { StoreTx } from '../store/store.js';
+import type { DesiredLrp } from '../model/lrp.js';
 import { inTransaction, type CoreContext } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
@@ -15,11 +16,17 @@ const CHUNK = 500;
 /**
  * A create re-reads its desired LRP: a remove or scale-down committed after the snapshot
  * must not get an instance back. (every-cell instances are counted per cell by the planner.)
+ * One read per LRP per transaction: its creates come together in the plan.
  */
-async function stillWanted(tx: StoreTx, processGuid: string, index: number): Promise<boolean> {
-  const d = await tx.getDesiredLrp(processGuid);
-  if (!d || d.enabled === false) return false;
-  return d.placement?.strategy === 'every-cell' || index < targetInstances(d, 0);
+function wantedCheck(tx: StoreTx): (processGuid: string, index: number) => Promise<boolean> {
+  const desired = new Map<string, Promise<DesiredLrp | undefined>>();
+  return async (processGuid, index) => {
+    let read = desired.get(processGuid);
+    if (!read) desired.set(processGuid, (read = tx.getDesiredLrp(processGuid)));
+    const d = await read;
+    if (!d || d.enabled === false) return false;
+    return d.placement?.strategy === 'every-cell' || index < targetInstances(d, 0);
+  };
 }
 
 export interface ApplyResult {
@@ -39,12 +46,13 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
     await inTransaction(ctx, async (tx, emit) => {
+      const stillWanted = wantedCheck(tx);
       const now = ctx.now();
       for (const action of chunk) {
         try {
           const a = await tx.getActualLrp(action.processGuid, action.index);
           if (action.kind === 'create') {
-            if (!a && (await stillWanted(tx, action.processGuid, action.index))) {
+            if (!a && (await stillWanted(action.processGuid, action.index))) {
               await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
             } else result.skipped++;
             continue;
