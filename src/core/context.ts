@@ -14,14 +14,39 @@ export interface Touched {
   other: boolean;
 }
 
-/** Tells listeners that new events were committed; they read them from the store in order. */
+/**
+ * Tells listeners that new events were committed; they read them from the store in order.
+ * The announcement waits for the next turn of the event loop (setImmediate), merging the
+ * commits made meanwhile: the answer to the caller whose commit it is gets written first,
+ * and a burst of commits wakes each listener once.
+ */
 export class EventBus extends EventEmitter {
+  private pending?: { lastId: number; touched?: Touched };
+
   constructor() {
     super();
     this.setMaxListeners(0);
   }
+
   committed(lastId: number, touched?: Touched): void {
-    this.emit('committed', lastId, touched);
+    const p = this.pending;
+    if (!p) {
+      this.pending = { lastId, touched: touched && { processGuids: new Set(touched.processGuids), other: touched.other } };
+      setImmediate(() => this.announce());
+      return;
+    }
+    p.lastId = Math.max(p.lastId, lastId);
+    if (!touched || !p.touched) p.touched = undefined;
+    else {
+      for (const g of touched.processGuids) p.touched.processGuids.add(g);
+      p.touched.other ||= touched.other;
+    }
+  }
+
+  private announce(): void {
+    const p = this.pending;
+    this.pending = undefined;
+    if (p) this.emit('committed', p.lastId, p.touched);
   }
 }
 
