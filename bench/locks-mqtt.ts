@@ -226,22 +226,28 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       messageLimit: 16 * 1024 * 1024,
     });
     const url = drover.mqtt!.brokerUrl;
-    // Where Drover's time goes (see Stages): wrappers on the store's transaction() and on
-    // Drover's MQTT client.
+    // Where Drover's time goes (see Stages): wrappers on the store's transactions — its
+    // transaction() and insertLocks(), which is lock create's own transaction and may call
+    // transaction() — and on Drover's MQTT client.
     let txMs = 0;
     const at = { received: 0, txStart: 0, txEnd: 0, answered: 0 };
     const store = drover.ctx.store;
-    const transaction = store.transaction.bind(store);
-    type Tx = Parameters<Parameters<typeof transaction>[0]>[0];
-    store.transaction = async <T>(fn: (tx: Tx) => Promise<T>, opts?: Parameters<typeof transaction>[1]): Promise<T> => {
-      const t = (at.txStart = performance.now());
-      try {
-        return await transaction(fn, opts);
-      } finally {
-        at.txEnd = performance.now();
-        txMs += at.txEnd - t;
-      }
-    };
+    let depth = 0;
+    const timed =
+      <A extends unknown[], R>(f: (...args: A) => Promise<R>) =>
+      async (...args: A): Promise<R> => {
+        if (depth++ === 0) at.txStart = performance.now();
+        try {
+          return await f(...args);
+        } finally {
+          if (--depth === 0) {
+            at.txEnd = performance.now();
+            txMs += at.txEnd - at.txStart;
+          }
+        }
+      };
+    store.transaction = timed(store.transaction.bind(store)) as typeof store.transaction;
+    store.insertLocks = timed(store.insertLocks.bind(store));
     const lockClient = drover.mqtt!.client;
     lockClient.prependListener('message', () => (at.received = performance.now()));
     const publish = lockClient.publish.bind(lockClient);

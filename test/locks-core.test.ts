@@ -76,6 +76,36 @@ for (const fixture of storeFixtures()) {
       await removeLocks(ctx, ops, (await queryLocks(ctx, ops, { serviceInstanceIds: ['Raced|svc|1.0.0'] })).entries[0].owner, ['Raced|svc|1.0.0']);
     });
 
+    it('creates locks in a transaction of their own: all or nothing, and apart from a transaction left open meanwhile', async () => {
+      const newLock = (serviceInstanceId: string) => ({ orchestrationJobId: null, serviceInstanceId, owner: 'Own', expiresAt: T0 + HOUR, temporary: false });
+      const held = newLock('TemperatureProvider2|kelvinInfo|1.0.0');
+      // the held instance last, after more than one statement's worth of rows
+      const batch = [...Array.from({ length: 1500 }, (_, i) => newLock(`Own|svc${i}|1.0.0`)), held];
+      await assert.rejects(store.insertLocks(batch), refused('exists', /already locked/));
+      assert.equal((await queryLocks(ctx, ops, { owners: ['Own'] })).count, 0);
+
+      // A transaction waits between its statements; a lock created meanwhile is committed
+      // by itself and stays when that transaction rolls back.
+      let resume!: () => void;
+      const paused = new Promise<void>((r) => (resume = r));
+      let inserted!: () => void;
+      const insertedFirst = new Promise<void>((r) => (inserted = r));
+      const rolledBack = store.transaction(async (tx) => {
+        await tx.insertLocks([newLock('Own|rolledback|1.0.0')]);
+        inserted();
+        await paused;
+        throw new Error('rolled back on purpose');
+      });
+      await insertedFirst;
+      const alone = store.insertLocks([newLock('Own|alone|1.0.0')]);
+      resume();
+      await assert.rejects(rolledBack, /rolled back on purpose/);
+      const [created] = await alone;
+      assert.equal(created.serviceInstanceId, 'Own|alone|1.0.0');
+      assert.deepEqual(await store.queryLocks({ owners: ['Own'] }, undefined, T0), { entries: [{ id: created.id, ...newLock('Own|alone|1.0.0') }], count: 1 });
+      await removeLocks(ctx, ops, 'Own', ['Own|alone|1.0.0']);
+    });
+
     it('queries with every filter, sort and page; count is all matches', async () => {
       await createLocks(ctx, ops, { locks: [lock('A|alpha|1.0.0', 'Alice', 3), lock('B|beta|1.0.0', 'Bob', 4), lock('C|gamma|1.0.0', 'Alice', 5)] });
       // an orchestration job's temporary lock, as the orchestrator would make it

@@ -4,7 +4,7 @@
 import { DroverError, fail } from '../model/errors.js';
 import { hasRole, type Principal } from '../model/principal.js';
 import { validateCreateRequest, validateQueryRequest, validateRemoveRequest, type Lock, type LockList } from '../model/lock.js';
-import type { StoreReads, StoreTx } from '../store/store.js';
+import type { StoreReads } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext } from './context.js';
 
@@ -18,10 +18,11 @@ const alreadyLocked = (held: Lock[]) => `Already locked: ${held.map((l) => l.ser
 /**
  * All or nothing: when any requested instance holds a live lock, nothing is created.
  *
- * The common case (no row for any requested instance) is one INSERT: the unique index on the
- * instance id refuses any row already there, so no read is needed first. Only when it
- * refuses (a live lock, or an expired one not purged yet) does a second attempt purge the
- * expired locks and look at what is held; the first attempt wrote nothing.
+ * The common case (no row for any requested instance) is a transaction of inserts only: the
+ * unique index on the instance id refuses any row already there, so no read is needed first.
+ * Only when it refuses (a live lock, or an expired one not purged yet) does a second attempt
+ * purge the expired locks and look at what is held; the first attempt wrote nothing.
+ * Creating locks writes no events, so the first attempt is the store's own transaction.
  */
 export async function createLocks(ctx: CoreContext, p: Principal | undefined, payload: unknown): Promise<LockList> {
   const caller = authorize(p, 'owner');
@@ -29,12 +30,9 @@ export async function createLocks(ctx: CoreContext, p: Principal | undefined, pa
   const locks = validateCreateRequest(payload, now);
   for (const l of locks) requireOwner(caller, l.owner);
   const serviceInstanceIds = locks.map((l) => l.serviceInstanceId);
-  const insert = async (tx: StoreTx): Promise<LockList> => {
-    const entries = await tx.insertLocks(locks);
-    return { entries, count: entries.length };
-  };
+  const created = (entries: Lock[]): LockList => ({ entries, count: entries.length });
   try {
-    return await inTransaction(ctx, insert);
+    return created(await ctx.store.insertLocks(locks));
   } catch (e) {
     if (!isConflict(e)) throw e;
   }
@@ -45,7 +43,7 @@ export async function createLocks(ctx: CoreContext, p: Principal | undefined, pa
       await tx.purgeExpiredLocks(now);
       const held = await tx.queryLocks({ serviceInstanceIds }, undefined, now);
       if (held.entries.length) fail('invalid_request', alreadyLocked(held.entries));
-      return insert(tx);
+      return created(await tx.insertLocks(locks));
     });
   } catch (e) {
     // Lost a race with another creator (another request or replica): report who won.

@@ -11,6 +11,7 @@ import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
+import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -313,8 +314,14 @@ export class SqlStore extends SqlQueries implements Store {
   constructor(
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
+    /** SQLite: lock create's transaction run directly on the connection */
+    private readonly lockInserts?: SqliteLockInserts,
   ) {
     super(kysely);
+  }
+
+  override async insertLocks(locks: NewLock[]): Promise<Lock[]> {
+    return this.lockInserts?.tryInsert(locks) ?? this.transaction((tx) => tx.insertLocks(locks));
   }
 
   async migrate() {

@@ -63,6 +63,8 @@ export interface StoreTx extends StoreReads {
 export interface Store extends StoreReads {
   readonly kind: 'sqlite' | 'postgres';
   migrate(): Promise<void>;
+  /** `StoreTx.insertLocks` in a transaction of its own */
+  insertLocks(locks: NewLock[]): Promise<Lock[]>;
   /** with `fence`, the transaction first checks (see lease.ts) that the fence's lease still holds, else fails with `conflict` and writes nothing */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T>;
   /** takes or renews a leader lease (lease.ts); the lease when `holder` holds it afterwards */

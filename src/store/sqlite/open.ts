@@ -8,6 +8,7 @@ import type { Database as Schema } from '../schema.js';
 import { SqlStore } from '../sql-store.js';
 import { withStatementCache } from './statement-cache.js';
 import { BackgroundCheckpointer } from './checkpointer.js';
+import { SqliteLockInserts } from './lock-inserts.js';
 
 export function openSqliteStore(path: string): SqlStore {
   mkdirSync(dirname(path), { recursive: true });
@@ -18,5 +19,5 @@ export function openSqliteStore(path: string): SqlStore {
   db.pragma('busy_timeout = 5000');
   const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
   const database = withStatementCache(db, () => checkpointer.stop());
-  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }));
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), new SqliteLockInserts(db));
 }
