@@ -7,7 +7,7 @@ import pino from 'pino';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { createLocks, lockHeldByOther, queryLocks, removeLocks } from '../src/core/locks.js';
 import { DroverError, type ErrorKind } from '../src/model/errors.js';
-import { formatUtc, serviceInstanceIdOf, type Lock } from '../src/model/lock.js';
+import { formatUtc, lockListDto, serviceInstanceIdOf, type Lock } from '../src/model/lock.js';
 import { OPEN_MODE_PRINCIPAL, type Principal } from '../src/model/principal.js';
 import type { Store } from '../src/store/store.js';
 import { storeFixtures } from './helpers.js';
@@ -57,6 +57,7 @@ for (const fixture of storeFixtures()) {
         assert.equal(l.owner, 'TemperatureManager');
       }
       assert.equal(created.entries[1].expiresAt, T0 + 2 * HOUR);
+      assert.deepEqual(lockListDto(created).entries.map((l) => l.expiresAt), [at(1), at(2)]);
     });
 
     it('refuses to lock a locked instance and creates nothing of the request', async () => {

@@ -59,6 +59,8 @@ const SERVICE_INSTANCE_ID_MAX = 255;
 // The middle part is an Arrowhead service definition or a Drover process guid.
 const SERVICE_DEFINITION = /^[A-Za-z0-9_-]+$/;
 const VERSION = /^\d+\.\d+\.\d+$/;
+/** `<system name>|<service definition>|<version>`; none of the three parts may hold a `|` */
+const SERVICE_INSTANCE_ID = new RegExp(`^(${NAME.source.slice(1, -1)})\\|${SERVICE_DEFINITION.source.slice(1, -1)}\\|${VERSION.source.slice(1, -1)}$`);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const UTC_ISO = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.\d{1,9})?Z$/;
 
@@ -75,9 +77,8 @@ export function validName(name: string): string {
 }
 
 export function validServiceInstanceId(id: string): string {
-  const parts = id.split('|');
-  const ok = parts.length === 3 && NAME.test(parts[0]) && parts[0].length <= NAME_MAX && SERVICE_DEFINITION.test(parts[1]) && VERSION.test(parts[2]);
-  if (!ok) fail('invalid_request', `The specified service instance identifier does not match the naming convention: ${id}`);
+  const system = SERVICE_INSTANCE_ID.exec(id)?.[1];
+  if (system === undefined || system.length > NAME_MAX) fail('invalid_request', `The specified service instance identifier does not match the naming convention: ${id}`);
   return id;
 }
 
@@ -103,13 +104,20 @@ export function formatUtc(ms: number): string {
   return new Date(ms).toISOString().replace('.000Z', 'Z');
 }
 
-export function lockDto(l: Lock): LockDto {
-  return { ...l, expiresAt: formatUtc(l.expiresAt) };
+/** `fn` remembering its last argument and result: the locks of one request mostly share one expiry. */
+function rememberLast<A, R>(fn: (a: A) => R): (a: A) => R {
+  let last: { a: A; r: R } | undefined;
+  return (a) => (last?.a === a ? last.r : (last = { a, r: fn(a) }).r);
+}
+
+export function lockDto(l: Lock, format: (ms: number) => string = formatUtc): LockDto {
+  return { ...l, expiresAt: format(l.expiresAt) };
 }
 
 /** ServiceOrchestrationLockListResponse */
 export function lockListDto(list: LockList): { entries: LockDto[]; count: number } {
-  return { entries: list.entries.map(lockDto), count: list.count };
+  const format = rememberLast(formatUtc);
+  return { entries: list.entries.map((l) => lockDto(l, format)), count: list.count };
 }
 
 function record(v: unknown, what: string): Record<string, unknown> {
@@ -132,6 +140,7 @@ export function validateCreateRequest(payload: unknown, now: number): NewLock[] 
   if (!Array.isArray(locks)) fail('invalid_request', 'Could not parse payload: locks must be a list');
   if (locks.some((l) => l === null || l === undefined)) fail('invalid_request', 'Request payload contains null element');
   const seen = new Set<string>();
+  const parseExpiry = rememberLast(parseUtc);
   return locks.map((raw): NewLock => {
     const l = record(raw, 'lock');
     if (blank(l.serviceInstanceId)) fail('invalid_request', 'Service instance id is missing');
@@ -146,7 +155,7 @@ export function validateCreateRequest(payload: unknown, now: number): NewLock[] 
     validName(owner);
     if (blank(l.expiresAt)) fail('invalid_request', 'Expiration time is missing');
     const expiresAtText = text(l.expiresAt, 'expiresAt');
-    const expiresAt = parseUtc(expiresAtText);
+    const expiresAt = parseExpiry(expiresAtText);
     if (expiresAt === undefined) fail('invalid_request', `Invalid expires at format: ${expiresAtText}`);
     if (expiresAt <= now) fail('invalid_request', `Expires at is in the past: ${expiresAtText}`);
     return { orchestrationJobId: null, serviceInstanceId, owner, expiresAt, temporary: false };
