@@ -9,10 +9,32 @@ import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
-import type { PlacementCount, Store, StoreTx } from './store.js';
+import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+/** Rows per page of pagesOfActualLrps: big enough that the per-query cost is noise, small enough to stream. */
+const ACTUAL_LRP_PAGE_SIZE = 5000;
+
+const ACTUAL_LRP_COLUMNS = [
+  'process_guid',
+  'idx',
+  'domain',
+  'instance_guid',
+  'cell_id',
+  'target_cell_id',
+  'state',
+  'presence',
+  'crash_count',
+  'crash_reason',
+  'placement_error',
+  'since',
+  'mod_epoch',
+  'mod_index',
+  'net_info',
+  'stop_requested',
+] as const satisfies readonly (keyof ActualLrpsTable)[];
 
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
 const WRITE_LOCK_KEY = 0x64726f766572;
@@ -105,15 +127,35 @@ class SqlQueries implements StoreTx {
     return row ? rowToActual(row) : undefined;
   }
 
-  async listActualLrps(filter: ActualLrpFilter & { processGuids?: string[] } = {}) {
-    let q = this.db.selectFrom('actual_lrps').selectAll().orderBy('process_guid').orderBy('idx');
+  /** actual_lrps matching the filter, ordered by key */
+  private actualLrpsWhere(filter: ActualLrpFilter & { processGuids?: string[] }) {
+    let q = this.db.selectFrom('actual_lrps').orderBy('process_guid').orderBy('idx');
     if (filter.domain) q = q.where('domain', '=', filter.domain);
     if (filter.cellId) q = q.where((eb) => eb.or([eb('cell_id', '=', filter.cellId!), eb('target_cell_id', '=', filter.cellId!)]));
     if (filter.processGuid) q = q.where('process_guid', '=', filter.processGuid);
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
     if (filter.index !== undefined) q = q.where('idx', '=', filter.index);
-    const rows = await q.execute();
+    return q;
+  }
+
+  async listActualLrps(filter: ActualLrpFilter & { processGuids?: string[] } = {}) {
+    const rows = await this.actualLrpsWhere(filter).selectAll().execute();
     return rows.map(rowToActual);
+  }
+
+  async *pagesOfActualLrps(filter: ActualLrpFilter = {}, pageSize = ACTUAL_LRP_PAGE_SIZE): AsyncGenerator<ActualLrpRow[]> {
+    let after: ActualLrpRow | undefined;
+    for (;;) {
+      let q = this.actualLrpsWhere(filter).select(ACTUAL_LRP_COLUMNS).limit(pageSize);
+      if (after) {
+        const last = after;
+        q = q.where((eb) => eb(eb.refTuple('process_guid', 'idx'), '>', eb.tuple(last.process_guid, Number(last.idx))));
+      }
+      const rows = await q.execute();
+      if (rows.length > 0) yield rows;
+      if (rows.length < pageSize) return;
+      after = rows[rows.length - 1];
+    }
   }
 
   async countActualLrpsByPlacement(): Promise<PlacementCount[]> {

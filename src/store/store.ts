@@ -7,6 +7,10 @@ import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
 import type { LeaseFence, LeaseState } from './lease.js';
+import type { ActualLrpsTable } from './schema.js';
+
+/** An actual LRP as stored: `net_info` is the JSON text of its ActualLrpNetInfo. */
+export type ActualLrpRow = ActualLrpsTable;
 
 export interface PlacementCount {
   state: ActualLrpState;
@@ -20,6 +24,12 @@ export interface StoreReads {
   listDesiredLrps(filter?: DesiredLrpFilter & { serviceId?: string }): Promise<DesiredLrp[]>;
   getActualLrp(processGuid: string, index: number): Promise<ActualLrp | undefined>;
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
+  /**
+   * The rows listActualLrps would return, in the same order, as pages of at most `pageSize`
+   * rows read one query each (keyset on the primary key), for encoders that stream: each page
+   * is consistent, the whole list is not one snapshot.
+   */
+  pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<ActualLrpRow[]>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
   countActualLrpsByPlacement(): Promise<PlacementCount[]>;
   getCell(cellId: string): Promise<Cell | undefined>;
