@@ -106,7 +106,10 @@ function isUniqueViolation(e: unknown): boolean {
 
 /** Queries over one connection or transaction. */
 class SqlQueries implements StoreTx {
-  constructor(protected readonly db: Db) {}
+  constructor(
+    protected readonly db: Db,
+    protected readonly dialect: Dialect,
+  ) {}
 
   async getDesiredLrp(processGuid: string) {
     const row = await this.db.selectFrom('desired_lrps').select('data').where('process_guid', '=', processGuid).executeTakeFirst();
@@ -144,6 +147,14 @@ class SqlQueries implements StoreTx {
   }
 
   async *pagesOfActualLrps(filter: ActualLrpFilter = {}, pageSize = ACTUAL_LRP_PAGE_SIZE): AsyncGenerator<ActualLrpRow[]> {
+    if (this.dialect === 'sqlite') {
+      // One statement, then pages: SQLite serves a domain or cell filter from that column's
+      // index and sorts, so each keyset page would sort every remaining match again; and an
+      // in-process read has no round trips to save.
+      const rows = await this.actualLrpsWhere(filter).select(ACTUAL_LRP_COLUMNS).execute();
+      for (let i = 0; i < rows.length; i += pageSize) yield rows.slice(i, i + pageSize);
+      return;
+    }
     let after: ActualLrpRow | undefined;
     for (;;) {
       let q = this.actualLrpsWhere(filter).select(ACTUAL_LRP_COLUMNS).limit(pageSize);
@@ -356,7 +367,7 @@ export class SqlStore extends SqlQueries implements Store {
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
   ) {
-    super(kysely);
+    super(kysely, kind);
   }
 
   async migrate() {
@@ -378,7 +389,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx));
+      return fn(new SqlQueries(trx, this.kind));
     });
   }
 

@@ -25,9 +25,10 @@ export interface StoreReads {
   getActualLrp(processGuid: string, index: number): Promise<ActualLrp | undefined>;
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
   /**
-   * The rows listActualLrps would return, in the same order, as pages of at most `pageSize`
-   * rows read one query each (keyset on the primary key), for encoders that stream: each page
-   * is consistent, the whole list is not one snapshot.
+   * The rows listActualLrps would return, in the same order, in pages of at most `pageSize`
+   * rows, for encoders that stream. SQLite reads them in one statement (one snapshot);
+   * PostgreSQL reads one page per query (keyset on the primary key): each page is consistent,
+   * a list longer than a page is not one snapshot.
    */
   pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<ActualLrpRow[]>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
