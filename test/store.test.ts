@@ -103,6 +103,14 @@ for (const fixture of storeFixtures()) {
       assert.equal(Number(row!.since), stored.since);
       assert.deepEqual(JSON.parse(row!.net_info), stored.actualLrpNetInfo);
       assert.equal(row!.mod_epoch, stored.modificationTag.epoch);
+      // inside a transaction the pages see its own writes
+      const inTx = await store.transaction(async (tx) => {
+        await tx.insertActualLrp(newActualLrp({ processGuid: 'p-tx', index: 0, domain: 'd-tx' }, 1));
+        const keys: string[] = [];
+        for await (const page of tx.pagesOfActualLrps({ domain: 'd-tx' }, 2)) keys.push(...page.map((r) => r.process_guid));
+        return keys;
+      });
+      assert.deepEqual(inTx, ['p-tx']);
     });
 
     it('persists events in order and resumes after an id', async () => {

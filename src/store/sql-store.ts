@@ -36,6 +36,34 @@ const ACTUAL_LRP_COLUMNS = [
   'stop_requested',
 ] as const satisfies readonly (keyof ActualLrpsTable)[];
 
+/**
+ * Runs a SELECT on the store's own connection (synchronously: SQLite in-process) and returns
+ * its rows as arrays, which better-sqlite3 builds in less than half the time of row objects.
+ */
+export type ArrayReader = (sql: string, parameters: readonly unknown[]) => unknown[][];
+
+/** a row of ACTUAL_LRP_COLUMNS, as an array, back to its object */
+function arrayToActualRow(a: unknown[]): ActualLrpRow {
+  return {
+    process_guid: a[0] as string,
+    idx: a[1] as number,
+    domain: a[2] as string,
+    instance_guid: a[3] as string,
+    cell_id: a[4] as string,
+    target_cell_id: a[5] as string,
+    state: a[6] as string,
+    presence: a[7] as string,
+    crash_count: a[8] as number,
+    crash_reason: a[9] as string,
+    placement_error: a[10] as string,
+    since: a[11] as number,
+    mod_epoch: a[12] as string,
+    mod_index: a[13] as number,
+    net_info: a[14] as string,
+    stop_requested: a[15] as number,
+  };
+}
+
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
 const WRITE_LOCK_KEY = 0x64726f766572;
 
@@ -108,7 +136,7 @@ function isUniqueViolation(e: unknown): boolean {
 class SqlQueries implements StoreTx {
   constructor(
     protected readonly db: Db,
-    protected readonly dialect: Dialect,
+    protected readonly readArrays: ArrayReader | undefined,
   ) {}
 
   async getDesiredLrp(processGuid: string) {
@@ -147,11 +175,14 @@ class SqlQueries implements StoreTx {
   }
 
   async *pagesOfActualLrps(filter: ActualLrpFilter = {}, pageSize = ACTUAL_LRP_PAGE_SIZE): AsyncGenerator<ActualLrpRow[]> {
-    if (this.dialect === 'sqlite') {
+    if (this.readArrays) {
       // One statement, then pages: SQLite serves a domain or cell filter from that column's
       // index and sorts, so each keyset page would sort every remaining match again; and an
       // in-process read has no round trips to save.
-      const rows = await this.actualLrpsWhere(filter).select(ACTUAL_LRP_COLUMNS).execute();
+      const { sql: text, parameters } = this.actualLrpsWhere(filter).select(ACTUAL_LRP_COLUMNS).compile();
+      const read = () => this.readArrays!(text, parameters).map(arrayToActualRow);
+      // outside a transaction, hold the connection so that no other transaction is half done on it
+      const rows = this.db.isTransaction ? read() : await this.db.connection().execute(async () => read());
       for (let i = 0; i < rows.length; i += pageSize) yield rows.slice(i, i + pageSize);
       return;
     }
@@ -366,8 +397,9 @@ export class SqlStore extends SqlQueries implements Store {
   constructor(
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
+    private readonly arrayReader?: ArrayReader,
   ) {
-    super(kysely, kind);
+    super(kysely, arrayReader);
   }
 
   async migrate() {
@@ -389,7 +421,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.kind));
+      return fn(new SqlQueries(trx, this.arrayReader));
     });
   }
 
