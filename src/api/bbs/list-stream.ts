@@ -3,7 +3,7 @@
 // instances those trees cost most of the server's time (docs/benchmarks.md, section 1).
 //
 // The output is the bytes the generic codec (codec.ts) produces for the same rows, in both
-// encodings (test/bbs-list-stream.test.ts checks it field by field):
+// encodings (test/bbs-list-stream.test.ts compares them byte for byte):
 //   protobuf: field numbers and wire types come from proto/bbs.proto; as protobufjs does for
 //             proto3, scalars equal to their zero value are left out, messages never are
 //             (`since` is the exception: the codec hands it to protobufjs as a string, which
