@@ -397,9 +397,10 @@ export class SqlStore extends SqlQueries implements Store {
   constructor(
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
-    private readonly arrayReader?: ArrayReader,
+    /** SQLite: how to read rows as arrays (see pagesOfActualLrps) */
+    readArrays?: ArrayReader,
   ) {
-    super(kysely, arrayReader);
+    super(kysely, readArrays);
   }
 
   async migrate() {
@@ -421,7 +422,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.arrayReader));
+      return fn(new SqlQueries(trx, this.readArrays));
     });
   }
 
