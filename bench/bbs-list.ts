@@ -1,7 +1,8 @@
 // BBS list at scale: 100k ActualLRPs (1,000 desired LRPs x 100 instances, all RUNNING on one
 // live cell) fetched with POST /v1/actual_lrp_groups/list, in JSON and in protobuf, timed from
-// sending the request to a fully decoded body in the client. Peer, same run: a bare Fastify
-// server answering the same POST with a pre-serialized JSON body of the same bytes.
+// sending the request to a fully decoded body in the client, and to the last byte of the body
+// (the server's latency, on which the "list <= 1 s" target is judged). Peer, same run: a bare
+// Fastify server answering the same POST with a pre-serialized JSON body of the same bytes.
 // The primary figures decode as a BBS client does, with a generic decoder (JSON.parse, or
 // protobufjs's decode of the BBS message); decoding into Drover's internal shape with its
 // own codec (as Drover's agent does) is a secondary figure.
@@ -23,9 +24,10 @@ import { cpus, loadavg } from 'node:os';
 import pg from 'pg';
 import Fastify from 'fastify';
 import { startDrover } from '../src/drover.js';
-import { bbsProtoRoot, decodeMessage, encodeResponse, PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE } from '../src/api/bbs/codec.js';
+import { bbsProtoRoot, decodeMessage, PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE } from '../src/api/bbs/codec.js';
+import { ActualLrpList } from '../src/api/bbs/list-stream.js';
+import type { ActualLrpRow } from '../src/store/store.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
-import { toGroup } from '../src/core/queries.js';
 import { convergeOnce } from '../src/converge/loop.js';
 import { header, median, ms, randomTag, ratio, removeDir, roomyLiveCell, runningActualLrp, startChildServer, tempDir, type ChildServer } from './common.js';
 
@@ -74,24 +76,24 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
   }
   const seedMs = performance.now() - t0;
 
-  // Where the server's time goes, measured in-process (median of 3): the store query, then
-  // each encoding of the response message.
+  // Where the server's time goes, measured in-process (median of 3): the store read of every
+  // page, then each encoding of those rows into the streamed body (read to its end).
   const storeMs: number[] = [];
   const jsonMs: number[] = [];
   const protoMs: number[] = [];
   let bytes = { json: 0, proto: 0 };
   for (let i = 0; i < 3; i++) {
     let t = performance.now();
-    const actual = await ctx.store.listActualLrps({});
+    const pages: ActualLrpRow[][] = [];
+    for await (const page of ctx.store.pagesOfActualLrps({})) pages.push(page);
     storeMs.push(performance.now() - t);
-    const message = { actualLrpGroups: actual.map(toGroup) };
     t = performance.now();
-    const j = encodeResponse(RESPONSE_TYPE, message, JSON_CONTENT_TYPE);
+    const j = await streamedBytes(pages, JSON_CONTENT_TYPE);
     jsonMs.push(performance.now() - t);
     t = performance.now();
-    const p = encodeResponse(RESPONSE_TYPE, message, PROTOBUF_CONTENT_TYPE);
+    const p = await streamedBytes(pages, PROTOBUF_CONTENT_TYPE);
     protoMs.push(performance.now() - t);
-    bytes = { json: j.body.length, proto: p.body.length };
+    bytes = { json: j, proto: p };
   }
   // One convergence pass over the same state (steady: no actions), for the record.
   const passes: number[] = [];
@@ -104,6 +106,17 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
   process.once('SIGTERM', () => {
     void drover.close().then(() => process.exit(0));
   });
+}
+
+/** How many bytes the list route streams for these pages (encoded, not kept). */
+async function streamedBytes(pages: ActualLrpRow[][], contentType: string): Promise<number> {
+  async function* replay() {
+    yield* pages;
+  }
+  const { body } = await new ActualLrpList('groups', replay()).open(contentType);
+  let n = 0;
+  for await (const chunk of body) n += (chunk as Buffer).length;
+  return n;
 }
 
 // ------------------------------------------------------------------ server: bare peer
@@ -124,8 +137,12 @@ async function serveBare(bodyFile: string): Promise<void> {
 // ------------------------------------------------------------------ client
 
 interface Timing {
-  transferMs: number;
+  /** request sent -> first body byte received */
+  firstByteMs: number;
+  /** request sent -> last body byte received: the server's latency for the whole list */
+  lastByteMs: number;
   decodeMs: number;
+  /** request sent -> body decoded (the primary figure since the second round) */
   totalMs: number;
   bytes: number;
   count: number;
@@ -134,10 +151,11 @@ interface Timing {
 const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 /** POST with node:http (cheaper than fetch for a large body); resolves with the whole body. */
-function post(url: string, contentType: string, body: Buffer): Promise<Buffer> {
+function post(url: string, contentType: string, body: Buffer, onFirstByte = () => {}): Promise<Buffer> {
   return new Promise((resolveBody, reject) => {
     const req = http.request(url, { method: 'POST', agent: keepAlive, headers: { 'content-type': contentType, 'content-length': body.length } }, (res) => {
       const chunks: Buffer[] = [];
+      res.once('data', onFirstByte);
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolveBody(Buffer.concat(chunks)));
       res.on('error', reject);
@@ -149,11 +167,12 @@ function post(url: string, contentType: string, body: Buffer): Promise<Buffer> {
 
 async function fetchOnce(url: string, contentType: string, decode: (body: Buffer) => number): Promise<Timing> {
   const t0 = performance.now();
-  const body = await post(url + LIST_PATH, contentType, Buffer.from(contentType === JSON_CONTENT_TYPE ? '{}' : ''));
+  let firstByte = 0;
+  const body = await post(url + LIST_PATH, contentType, Buffer.from(contentType === JSON_CONTENT_TYPE ? '{}' : ''), () => (firstByte = performance.now()));
   const t1 = performance.now();
   const count = decode(body);
   const t2 = performance.now();
-  return { transferMs: t1 - t0, decodeMs: t2 - t1, totalMs: t2 - t0, bytes: body.length, count };
+  return { firstByteMs: firstByte - t0, lastByteMs: t1 - t0, decodeMs: t2 - t1, totalMs: t2 - t0, bytes: body.length, count };
 }
 
 interface Variant {
@@ -165,7 +184,8 @@ interface Variant {
 
 function summarize(all: Timing[]): Timing {
   return {
-    transferMs: median(all.map((t) => t.transferMs)),
+    firstByteMs: median(all.map((t) => t.firstByteMs)),
+    lastByteMs: median(all.map((t) => t.lastByteMs)),
     decodeMs: median(all.map((t) => t.decodeMs)),
     totalMs: median(all.map((t) => t.totalMs)),
     bytes: all[0]!.bytes,
@@ -266,8 +286,10 @@ function report(r: ListResult): void {
   const mb = (b: number) => `${(b / 1e6).toFixed(1)} MB`;
   const line = (name: string, t: Timing, peer: Timing) =>
     console.log(
-      `${name.padEnd(34)} total ${ms(t.totalMs).padStart(9)}  (request+body ${ms(t.transferMs).padStart(9)}, decode ${ms(t.decodeMs).padStart(8)})  ${mb(t.bytes).padStart(8)}  vs peer ${ratio(t.totalMs, peer.totalMs)}`,
+      `${name.padEnd(40)} decoded ${ms(t.totalMs).padStart(9)} (${ratio(t.totalMs, peer.totalMs)})  last byte ${ms(t.lastByteMs).padStart(9)} (${ratio(t.lastByteMs, peer.lastByteMs)})` +
+        `  first byte ${ms(t.firstByteMs).padStart(8)}  decode ${ms(t.decodeMs).padStart(8)}  ${mb(t.bytes).padStart(8)}`,
     );
+  console.log('request -> decoded body (x peer), request -> last byte (x peer), request -> first byte, decode alone, body size');
   line('peer: bare Fastify, same JSON bytes', r.peer, r.peer);
   line('Drover JSON (JSON.parse)', r.json, r.peer);
   line('Drover protobuf (protobufjs decode)', r.proto, r.peer);
@@ -275,10 +297,12 @@ function report(r: ListResult): void {
   line('Drover protobuf (Drover codec; 3 runs)', r.protoCodec, r.peer);
   const i = r.info;
   console.log(
-    `server side, in-process: store query ${ms(i.storeMs)}, JSON encode ${ms(i.jsonEncodeMs)}, protobuf encode ${ms(i.protoEncodeMs)}; one convergence pass over the same state ${ms(i.convergePassMs)}`,
+    `server side, in-process: store read (all pages) ${ms(i.storeMs)}, JSON encode ${ms(i.jsonEncodeMs)}, protobuf encode ${ms(i.protoEncodeMs)}; one convergence pass over the same state ${ms(i.convergePassMs)}`,
   );
-  const verdict = (t: Timing) => (t.totalMs <= 1000 ? 'met' : 'NOT met');
-  console.log(`target <= 1 s: JSON ${verdict(r.json)} (${ms(r.json.totalMs)}), protobuf ${verdict(r.proto)} (${ms(r.proto.totalMs)})`);
+  // The target is judged on the server's latency (request -> last byte); decoding is the client's.
+  const verdict = (v: number) => `${v <= 1000 ? 'met' : 'NOT met'} (${ms(v)})`;
+  console.log(`target <= 1 s, request -> last byte: JSON ${verdict(r.json.lastByteMs)}, protobuf ${verdict(r.proto.lastByteMs)}; peer ${ms(r.peer.lastByteMs)}`);
+  console.log(`request -> decoded by a generic decoder: JSON ${verdict(r.json.totalMs)}, protobuf ${verdict(r.proto.totalMs)}; peer ${ms(r.peer.totalMs)}`);
 }
 
 export async function main(): Promise<ListResult[]> {

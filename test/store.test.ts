@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { newActualLrp, claim } from '../src/model/actual-lrp-machine.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
-import type { Store } from '../src/store/store.js';
+import type { ActualLrpRow, Store } from '../src/store/store.js';
 import { storeFixtures } from './helpers.js';
 import { openStore } from '../src/store/open.js';
 import { DroverError } from '../src/model/errors.js';
@@ -71,6 +71,46 @@ for (const fixture of storeFixtures()) {
       assert.equal((await store.listActualLrps({ cellId: 'cell-1' })).length, 1);
       assert.equal((await store.listActualLrps({ cellId: 'cell-2' })).length, 0);
       assert.equal((await store.listActualLrps({ domain: 'd1', processGuid: 'a', index: 0 })).length, 1);
+    });
+
+    it('reads actual LRPs in pages: the same rows and order as the list, each page at most its size', async () => {
+      await store.transaction(async (tx) => {
+        for (const guid of ['p-b', 'p-a', 'p-c']) {
+          for (let index = 0; index < 3; index++) {
+            const cellId = guid === 'p-b' ? 'cell-p' : '';
+            const a = { ...newActualLrp({ processGuid: guid, index, domain: guid === 'p-c' ? 'd-other' : 'd-pages' }, 1_700_000_000_000 + index), targetCellId: cellId };
+            await tx.insertActualLrp(a);
+          }
+        }
+      });
+      const rowsOf = async (filter: Parameters<Store['pagesOfActualLrps']>[0], pageSize: number) => {
+        const pages: string[][] = [];
+        for await (const page of store.pagesOfActualLrps(filter, pageSize)) pages.push(page.map((r) => `${r.process_guid}/${r.idx}`));
+        return pages;
+      };
+      const listed = async (filter: Parameters<Store['listActualLrps']>[0]) => (await store.listActualLrps(filter)).map((a) => `${a.actualLrpKey.processGuid}/${a.actualLrpKey.index}`);
+      // 6 rows: in pages of 2 (the last query finds none), in pages of 4 (the last one short)
+      assert.deepEqual(await rowsOf({ domain: 'd-pages' }, 2), [['a/0', 'a/1'], ['a/2', 'b/0'], ['b/1', 'b/2']].map((p) => p.map((k) => `p-${k}`)));
+      assert.deepEqual((await rowsOf({ domain: 'd-pages' }, 4)).flat(), await listed({ domain: 'd-pages' }));
+      assert.deepEqual((await rowsOf({ cellId: 'cell-p' }, 2)).flat(), ['p-b/0', 'p-b/1', 'p-b/2']);
+      assert.deepEqual(await rowsOf({ processGuid: 'p-c', index: 1 }, 2), [['p-c/1']]);
+      assert.deepEqual(await rowsOf({ processGuid: 'p-none' }, 2), []);
+      assert.deepEqual((await rowsOf({}, 5)).flat(), await listed({}));
+      // a row carries every stored column, net info as its JSON text
+      let row: ActualLrpRow | undefined;
+      for await (const page of store.pagesOfActualLrps({ processGuid: 'p-a', index: 2 })) row = page[0];
+      const stored = (await store.getActualLrp('p-a', 2))!;
+      assert.equal(Number(row!.since), stored.since);
+      assert.deepEqual(JSON.parse(row!.net_info), stored.actualLrpNetInfo);
+      assert.equal(row!.mod_epoch, stored.modificationTag.epoch);
+      // inside a transaction the pages see its own writes
+      const inTx = await store.transaction(async (tx) => {
+        await tx.insertActualLrp(newActualLrp({ processGuid: 'p-tx', index: 0, domain: 'd-tx' }, 1));
+        const keys: string[] = [];
+        for await (const page of tx.pagesOfActualLrps({ domain: 'd-tx' }, 2)) keys.push(...page.map((r) => r.process_guid));
+        return keys;
+      });
+      assert.deepEqual(inTx, ['p-tx']);
     });
 
     it('persists events in order and resumes after an id', async () => {

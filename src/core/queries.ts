@@ -13,9 +13,10 @@ export function toGroup(a: ActualLrp): ActualLrpGroup {
   return a.presence === 'EVACUATING' ? { evacuating: a } : { instance: a };
 }
 
-export async function listActualLrps(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
+/** The actual LRPs matching the filter, as pages of store rows, for encoders that stream. */
+export function actualLrpPages(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
   authorize(p, 'reader');
-  return ctx.store.listActualLrps(filter);
+  return ctx.store.pagesOfActualLrps(filter);
 }
 
 export async function getActualLrp(ctx: CoreContext, p: Principal | undefined, processGuid: string, index: number) {

@@ -7,6 +7,10 @@ import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
 import type { LeaseFence, LeaseState } from './lease.js';
+import type { ActualLrpsTable } from './schema.js';
+
+/** An actual LRP as stored: `net_info` is the JSON text of its ActualLrpNetInfo. */
+export type ActualLrpRow = ActualLrpsTable;
 
 export interface PlacementCount {
   state: ActualLrpState;
@@ -20,6 +24,13 @@ export interface StoreReads {
   listDesiredLrps(filter?: DesiredLrpFilter & { serviceId?: string }): Promise<DesiredLrp[]>;
   getActualLrp(processGuid: string, index: number): Promise<ActualLrp | undefined>;
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
+  /**
+   * The rows listActualLrps would return, in the same order, in pages of at most `pageSize`
+   * rows, for encoders that stream. SQLite reads them in one statement (one snapshot);
+   * PostgreSQL reads one page per query (keyset on the primary key): each page is consistent,
+   * a list longer than a page is not one snapshot.
+   */
+  pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<ActualLrpRow[]>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
   countActualLrpsByPlacement(): Promise<PlacementCount[]>;
   getCell(cellId: string): Promise<Cell | undefined>;

@@ -14,12 +14,13 @@ import {
   startActualLrp,
   startActualLrps,
 } from '../../core/instance-lifecycle.js';
-import { getActualLrp, getDesiredLrp, listActualLrps, listCells, listDesiredLrps, listSchedulingInfos, toGroup } from '../../core/queries.js';
+import { actualLrpPages, getActualLrp, getDesiredLrp, listCells, listDesiredLrps, listSchedulingInfos, toGroup } from '../../core/queries.js';
 import { heartbeatCell } from '../../core/cells.js';
 import type { Principal } from '../../model/principal.js';
 import { DroverError } from '../../model/errors.js';
 import type { Cell } from '../../model/cell.js';
 import { decodeRequest, encodeResponse } from './codec.js';
+import { ActualLrpList } from './list-stream.js';
 import { BbsCodecError, bbsErrorFromDroverError } from './errors.js';
 import { principalOf } from '../http/principal.js';
 import { takeRequestToken } from '../../core/limits.js';
@@ -32,8 +33,11 @@ interface BbsRoute {
   paths: string[];
   request?: string;
   response: string;
-  /** `force`: an operator overrides another owner's lock (header `X-Drover-Force: true`) */
-  handle(ctx: CoreContext, p: Principal | undefined, req: Req, force: boolean): Promise<object>;
+  /**
+   * `force`: an operator overrides another owner's lock (header `X-Drover-Force: true`).
+   * The answer is the response message, or a list to stream in its place.
+   */
+  handle(ctx: CoreContext, p: Principal | undefined, req: Req, force: boolean): Promise<object | ActualLrpList>;
 }
 
 /** Drover addition: a request may carry the modification tag index the caller last read. */
@@ -60,7 +64,7 @@ const ROUTES: BbsRoute[] = [
     paths: ['/v1/actual_lrp_groups/list'],
     request: 'models.ActualLRPGroupsRequest',
     response: 'models.ActualLRPGroupsResponse',
-    handle: async (ctx, p, req) => ({ actualLrpGroups: (await listActualLrps(ctx, p, { domain: req.domain, cellId: req.cellId })).map(toGroup) }),
+    handle: async (ctx, p, req) => new ActualLrpList('groups', actualLrpPages(ctx, p, { domain: req.domain, cellId: req.cellId })),
   },
   {
     paths: ['/v1/actual_lrp_groups/list_by_process_guid'],
@@ -68,7 +72,7 @@ const ROUTES: BbsRoute[] = [
     response: 'models.ActualLRPGroupsResponse',
     handle: async (ctx, p, req) => {
       if (!req.processGuid) throw new DroverError('invalid_request', 'process_guid is required');
-      return { actualLrpGroups: (await listActualLrps(ctx, p, { processGuid: req.processGuid })).map(toGroup) };
+      return new ActualLrpList('groups', actualLrpPages(ctx, p, { processGuid: req.processGuid }));
     },
   },
   {
@@ -81,9 +85,8 @@ const ROUTES: BbsRoute[] = [
     paths: ['/v1/actual_lrps/list'],
     request: 'models.ActualLRPsRequest',
     response: 'models.ActualLRPsResponse',
-    handle: async (ctx, p, req) => ({
-      actualLrps: await listActualLrps(ctx, p, { domain: req.domain, cellId: req.cellId, processGuid: req.processGuid, index: req.index }),
-    }),
+    handle: async (ctx, p, req) =>
+      new ActualLrpList('actuals', actualLrpPages(ctx, p, { domain: req.domain, cellId: req.cellId, processGuid: req.processGuid, index: req.index })),
   },
   {
     paths: ['/v1/actual_lrps/claim'],
@@ -236,7 +239,12 @@ export function registerBbsRoutes(app: FastifyInstance, ctx: CoreContext): void 
         takeRequestToken(ctx, principalOf(request));
         const body = (request.body as Buffer | undefined) ?? Buffer.alloc(0);
         const req = route.request ? decodeRequest(route.request, body, contentType) : {};
-        message = await route.handle(ctx, principalOf(request), req, request.headers['x-drover-force'] === 'true');
+        const answer = await route.handle(ctx, principalOf(request), req, request.headers['x-drover-force'] === 'true');
+        if (answer instanceof ActualLrpList) {
+          const streamed = await answer.open(contentType);
+          return reply.code(200).type(streamed.contentType).send(streamed.body);
+        }
+        message = answer;
       } catch (e) {
         if (e instanceof BbsCodecError) {
           message = { error: { type: e.bbsType, message: e.message } };

@@ -19,5 +19,6 @@ export function openSqliteStore(path: string): SqlStore {
   db.pragma('busy_timeout = 5000');
   const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
   const database = withStatementCache(db, () => checkpointer.stop());
-  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), new SqliteLockInserts(db));
+  const readArrays = (sql: string, parameters: readonly unknown[]) => db.prepare(sql).raw().all(...parameters) as unknown[][];
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), { readArrays, lockInserts: new SqliteLockInserts(db) });
 }
