@@ -11,7 +11,7 @@ import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, ro
 import { SpawnPool } from './spawn-pool.js';
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
-import type { ControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
+import type { CellControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
 import { prepareInstance } from './prepare.js';
 import { Batcher } from './batcher.js';
 
@@ -80,7 +80,7 @@ export class CellAgent {
   private closed = false;
 
   constructor(
-    private readonly cp: ControlPlane,
+    private readonly cp: CellControlPlane,
     private readonly opts: CellAgentOptions,
     private readonly log: Logger,
   ) {
