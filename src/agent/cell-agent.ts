@@ -37,7 +37,7 @@ export const DEFAULT_AGENT_OPTIONS = {
   syncIntervalMs: 2000,
   logMaxBytes: 10 * 1024 * 1024,
   logKeep: 3,
-  spawnThreads: 4,
+  spawnThreads: 2,
   placementTags: [] as string[],
 };
 
