@@ -12,7 +12,7 @@ import { ConvergenceLoop } from './converge/loop.js';
 import { DEFAULT_LEASE_MS, LeaderElection } from './converge/leader.js';
 import { registerStatus } from './api/http/status.js';
 import { CellAgent, DEFAULT_AGENT_OPTIONS } from './agent/cell-agent.js';
-import { ControlPlane } from './agent/control-plane.js';
+import { LocalControlPlane } from './agent/local-control-plane.js';
 import { join as joinPath } from 'node:path';
 import { DEFAULT_TOPIC_PREFIX, startMqttInterface, type MqttInterface } from './api/mqtt/locks.js';
 import { watchServices } from './core/services.js';
@@ -37,6 +37,8 @@ export interface DroverOptions {
   cellTtlMs: number;
   convergeIntervalMs: number;
   startWindowMs: number;
+  /** the in-process agent's spawner threads (0: it spawns on the main thread) */
+  spawnThreads?: number;
   /** the largest request body over HTTP (BBS, Era, Arrowhead locks) and HTTPS (GENI), in bytes */
   bodyLimit: number;
   /** the largest MQTT (Arrowhead) or AMQP (MANO) request message decoded, in bytes */
@@ -186,10 +188,10 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
     if (leading) convergence.trigger();
   });
   await leader.start();
-  // The in-process agent talks to this very server over HTTP: one code path with remote agents.
+  // The in-process agent calls the core directly, as the principal its token names; remote agents use HTTP.
   const agent = options.agent
     ? new CellAgent(
-        new ControlPlane([url], options.agentToken),
+        new LocalControlPlane(ctx, identities.resolve('tokens', options.agentToken), url, options.agentToken),
         {
           ...DEFAULT_AGENT_OPTIONS,
           cellId: options.cellId,
@@ -198,6 +200,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
           dataDir: joinPath(dataDir, 'cells', options.cellId),
           ttlMs: options.cellTtlMs,
           startWindowMs: options.startWindowMs,
+          spawnThreads: options.spawnThreads ?? DEFAULT_AGENT_OPTIONS.spawnThreads,
         },
         log.child({ cell: options.cellId }),
       )

@@ -7,10 +7,11 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
 import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
-import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, stopProcessGroup, type RunningProcess } from './executor.js';
+import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, startProcess, stopProcessGroup, type ProcessSpec, type RunningProcess } from './executor.js';
+import { SpawnPool } from './spawn-pool.js';
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
-import type { ControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
+import type { CellControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
 import { prepareInstance } from './prepare.js';
 import { Batcher } from './batcher.js';
 
@@ -26,6 +27,8 @@ export interface CellAgentOptions {
   syncIntervalMs: number;
   logMaxBytes: number;
   logKeep: number;
+  /** spawner threads, started as needed; 0: spawn on the agent's own thread, one at a time */
+  spawnThreads: number;
 }
 
 export const DEFAULT_AGENT_OPTIONS = {
@@ -34,6 +37,7 @@ export const DEFAULT_AGENT_OPTIONS = {
   syncIntervalMs: 2000,
   logMaxBytes: 10 * 1024 * 1024,
   logKeep: 3,
+  spawnThreads: 2,
   placementTags: [] as string[],
 };
 
@@ -64,6 +68,7 @@ export class CellAgent {
   /** instances with operations in flight (how many), so a sync never acts on them twice */
   private readonly busy = new Map<string, number>();
   private readonly records: InstanceRecords;
+  private readonly spawner: SpawnPool | undefined;
   /** claims and start reports of instances started side by side go in shared requests */
   private readonly claims: Batcher<InstanceClaim, DesiredLrp | undefined>;
   private readonly starts: Batcher<InstanceStart, void>;
@@ -75,11 +80,12 @@ export class CellAgent {
   private closed = false;
 
   constructor(
-    private readonly cp: ControlPlane,
+    private readonly cp: CellControlPlane,
     private readonly opts: CellAgentOptions,
     private readonly log: Logger,
   ) {
     this.records = new InstanceRecords(join(opts.dataDir, 'instances.json'));
+    this.spawner = opts.spawnThreads > 0 ? new SpawnPool(opts.spawnThreads) : undefined;
     this.claims = new Batcher<InstanceClaim, DesiredLrp | undefined>(async (items) => {
       const { errors, desiredLrps } = await cp.claimMany(items);
       return items.map((c, i) => errors[i] ?? desiredLrps.find((d) => d.processGuid === c.key.processGuid));
@@ -114,6 +120,7 @@ export class CellAgent {
     this.stopWatching();
     clearTimeout(this.syncTimer);
     for (const t of this.timers) clearInterval(t);
+    this.spawner?.close();
   }
 
   /** Stops every process this agent runs (used when the agent itself is shut down for good). */
@@ -157,9 +164,12 @@ export class CellAgent {
   /**
    * A process of this agent that nothing here tracks (its record lost to a SIGKILL at the
    * wrong moment, or a member that left its group) would run beside its replacement: stop it.
-   * Synchronous, so it never sees a process between its spawn and its supervision.
+   * Synchronous, and skipped while spawns are under way, so it never sees a process between
+   * its spawn and its supervision.
    */
   private sweepUntracked(): void {
+    // A spawner thread may have started a process whose pid has not reached this thread yet.
+    if (this.spawner && this.spawner.spawning > 0) return;
     const tracked = new Set([...this.running.values()].map((s) => s.record.pgid));
     for (const p of processesWithEnv(AGENT_MARKER, resolve(this.opts.dataDir))) {
       if (tracked.has(p.pgid)) continue;
@@ -263,7 +273,8 @@ export class CellAgent {
       await this.cp.crash(key, ik, cmd.message);
       return;
     }
-    const proc = spawnProcess({ ...cmd, dir, user: run.user || undefined, logFile });
+    const spec: ProcessSpec = { ...cmd, dir, user: run.user || undefined, logFile };
+    const proc = this.spawner ? await startProcess(spec, this.spawner.spawn) : spawnProcess(spec);
     if (proc.pid === 0) {
       await this.cp.crash(key, ik, (await proc.exited).reason);
       return;
@@ -279,10 +290,11 @@ export class CellAgent {
       logFile,
       stopGraceMs: desired.stopGraceMs,
     };
-    this.records.put(record);
+    const recorded = this.records.put(record);
     const s: Supervised = { record, proc, key, stopping: false };
     this.supervise(s);
     const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env: cmd.env });
+    await recorded;
     if (started && !s.stopping) await this.starts.add({ key, instanceKey: ik, netInfo: this.netInfo() });
     else if (!started && proc.alive()) await this.stopProcess(s); // unhealthy: the exit watcher reports the crash
   }

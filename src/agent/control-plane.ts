@@ -1,5 +1,6 @@
-// The agent reaches the control plane only through the BBS cell routes over HTTP — the
-// embedded agent too, so both shapes run the same code. Several URLs = replicas to fail over.
+// The agent reaches the control plane through the BBS cell routes over HTTP; several URLs =
+// replicas to fail over. The agent inside `drover serve` calls the same use cases in its own
+// process instead (local-control-plane.ts), behind the same interface.
 
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -58,7 +59,29 @@ function post(url: URL, headers: Record<string, string>, body: Buffer, timeoutMs
   });
 }
 
-export class ControlPlane {
+/** What a cell agent asks of the control plane. */
+export interface CellControlPlane {
+  /** where attachments and webservers are reached (prepare.ts hands these to instances) */
+  readonly urls: string[];
+  fetchBytes(path: string): Promise<Buffer>;
+  heartbeat(cell: CellRegistration): Promise<void>;
+  actualLrpsOnCell(cellId: string): Promise<ActualLrp[]>;
+  /** Claims each instance (one transaction); answers each one's error or nothing, and the desired LRPs claimed. */
+  claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }>;
+  /** Reports each instance started (one transaction); answers each one's error or nothing. */
+  startMany(starts: InstanceStart[]): Promise<(ControlPlaneError | undefined)[]>;
+  /**
+   * Reports a crash. With `restartAs`, a crash that restarts at once on this cell is claimed
+   * again under that key in the same transaction, and the answer is the desired LRP to run.
+   */
+  crash(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, errorMessage: string, restartAs?: ActualLrpInstanceKey): Promise<DesiredLrp | undefined>;
+  remove(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey): Promise<void>;
+  /** Calls `onChange` whenever the control plane commits something, until stopped. */
+  watch(onChange: () => void): () => void;
+}
+
+/** The control plane over HTTP (BBS cell routes, SSE events). */
+export class ControlPlane implements CellControlPlane {
   private current = 0;
 
   constructor(
@@ -126,7 +149,6 @@ export class ControlPlane {
     return res.actualLrps ?? [];
   }
 
-  /** Claims each instance (one transaction); answers each one's error or nothing, and the desired LRPs claimed. */
   async claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }> {
     const res = await this.call<{ results?: BatchResult[]; desiredLrps?: DesiredLrp[] }>(
       '/v1/actual_lrps/claim_batch',
@@ -137,7 +159,6 @@ export class ControlPlane {
     return { errors: batchErrors(res.results, claims.length), desiredLrps: res.desiredLrps ?? [] };
   }
 
-  /** Reports each instance started (one transaction); answers each one's error or nothing. */
   async startMany(starts: InstanceStart[]): Promise<(ControlPlaneError | undefined)[]> {
     const res = await this.call<{ results?: BatchResult[] }>(
       '/v1/actual_lrps/start_batch',
@@ -148,10 +169,6 @@ export class ControlPlane {
     return batchErrors(res.results, starts.length);
   }
 
-  /**
-   * Reports a crash. With `restartAs`, a crash that restarts at once on this cell is claimed
-   * again under that key in the same transaction, and the answer is the desired LRP to run.
-   */
   async crash(key: ActualLrpKey, instanceKey: ActualLrpInstanceKey, errorMessage: string, restartAs?: ActualLrpInstanceKey): Promise<DesiredLrp | undefined> {
     const res = await this.call<{ restartDesiredLrp?: DesiredLrp }>(
       '/v1/actual_lrps/crash',
@@ -170,7 +187,7 @@ export class ControlPlane {
     await this.call(path, requestType, request, 'models.ActualLRPLifecycleResponse');
   }
 
-  /** Calls `onChange` whenever the control plane commits something; reconnects until stopped. */
+  /** Follows the SSE event stream; reconnects (to the next replica) until stopped. */
   watch(onChange: () => void): () => void {
     const abort = new AbortController();
     const loop = async () => {

@@ -44,40 +44,110 @@ export interface RunningProcess {
 const GROUP_POLL_MS = 20;
 const ADOPTED_POLL_MS = 100;
 
-export function spawnProcess(spec: ProcessSpec): RunningProcess {
-  const startedAt = Date.now();
+/** What a spawner thread needs: plain data, so it can be posted to a worker. */
+export interface SpawnRequest {
+  path: string;
+  args: string[];
+  env: Record<string, string>;
+  dir?: string;
+  uid?: number;
+  gid?: number;
+  logFile: string;
+}
+
+/** How a spawned child ended: its exit, or the error that kept it from starting. */
+export type RawExit =
+  | { code: number | null; signal: string | null; reason?: string }
+  | { error: { message: string; code?: string; syscall?: string } };
+
+/** pid 0: the child never started, and `exited` holds the spawn error. */
+export interface Spawned {
+  pid: number;
+  startTicks: number | undefined;
+  exited: Promise<RawExit>;
+}
+
+/** Starts `spec` somewhere (this thread or a spawner thread) and says how it went. */
+export type Spawner = (request: SpawnRequest) => Promise<Spawned>;
+
+/**
+ * Spawns in the calling thread, which Node blocks until the child has exec'd (about 20 ms
+ * on a loaded VM): spawner threads call this so that several of those waits overlap.
+ */
+export function spawnDetached(req: SpawnRequest): Spawned {
   let fd: number | undefined;
   try {
-    const ids = userIds(spec.user);
-    mkdirSync(dirname(spec.logFile), { recursive: true });
+    mkdirSync(dirname(req.logFile), { recursive: true });
     // O_APPEND: every write lands at the current end, so a copy-truncate rotation makes the
     // child continue at offset 0 instead of leaving a hole the size of the old log.
-    fd = openSync(spec.logFile, 'a');
+    fd = openSync(req.logFile, 'a');
     // detached = setsid(): the child leads a new session and process group (pgid = pid) and
     // gets no SIGHUP when the agent dies.
-    const child = spawn(spec.path, spec.args, {
-      detached: true,
-      cwd: spec.dir,
-      env: spec.env,
-      stdio: ['ignore', fd, fd],
-      ...ids,
-    });
+    const child = spawn(req.path, req.args, { detached: true, cwd: req.dir, env: req.env, stdio: ['ignore', fd, fd], uid: req.uid, gid: req.gid });
     if (child.pid === undefined) {
       // ENOENT, EACCES and the like are reported through 'error' on the next tick.
-      const failed = new Promise<ExitInfo>((resolve) => child.once('error', (err) => resolve(spawnFailure(err, spec))));
-      return handle(0, startedAt, undefined, failed);
+      return { pid: 0, startTicks: undefined, exited: new Promise((resolve) => child.once('error', (err) => resolve({ error: errorInfo(err) }))) };
     }
-    const exited = new Promise<ExitInfo>((resolve) =>
-      child.once('exit', (code, signal) => resolve({ code, signal, reason: describeExit(code, signal) })),
-    );
-    return handle(child.pid, startedAt, processStartTime(child.pid), exited);
+    const exited = new Promise<RawExit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    return { pid: child.pid, startTicks: processStartTime(child.pid), exited };
   } catch (err) {
     // Other spawn errors (EPERM from setuid, bad arguments) and log-file errors throw.
-    return handle(0, startedAt, undefined, Promise.resolve(spawnFailure(err, spec)));
+    return { pid: 0, startTicks: undefined, exited: Promise.resolve({ error: errorInfo(err) }) };
   } finally {
     // The child holds its own copy; keeping ours would leak one fd per start.
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+function errorInfo(err: unknown): { message: string; code?: string; syscall?: string } {
+  const e = err as NodeJS.ErrnoException;
+  return { message: e.message, code: e.code, syscall: e.syscall };
+}
+
+/** Runs `spec` in this thread (blocking it until the child has exec'd). */
+export function spawnProcess(spec: ProcessSpec): RunningProcess {
+  const startedAt = Date.now();
+  const req = spawnRequest(spec);
+  if (req instanceof Error) return failedProcess(startedAt, spec, req);
+  return running(startedAt, spec, spawnDetached(req));
+}
+
+/** Runs `spec` through `spawner` (a spawner thread: this thread goes on meanwhile). */
+export async function startProcess(spec: ProcessSpec, spawner: Spawner): Promise<RunningProcess> {
+  const startedAt = Date.now();
+  const req = spawnRequest(spec);
+  if (req instanceof Error) return failedProcess(startedAt, spec, req);
+  return running(startedAt, spec, await spawner(req));
+}
+
+function spawnRequest(spec: ProcessSpec): SpawnRequest | Error {
+  try {
+    return { path: spec.path, args: spec.args, env: spec.env, dir: spec.dir, logFile: spec.logFile, ...userIds(spec.user) };
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+function failedProcess(startedAt: number, spec: ProcessSpec, err: Error): RunningProcess {
+  return handle(0, startedAt, undefined, Promise.resolve(spawnFailure(errorInfo(err), spec)));
+}
+
+function running(startedAt: number, spec: ProcessSpec, s: Spawned): RunningProcess {
+  const exited = s.exited.then((raw): ExitInfo => ('error' in raw ? spawnFailure(raw.error, spec) : { code: raw.code, signal: raw.signal, reason: raw.reason ?? describeExit(raw.code, raw.signal) }));
+  return handle(s.pid, startedAt, s.startTicks, exited);
+}
+
+/** Resolves once `pid` no longer runs with these start ticks (gone, a zombie, or reused). */
+export function watchUntilGone(pid: number, startTicks: number | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      // Compares start ticks rather than kill(pid, 0): that also succeeds for a zombie (an
+      // orphan PID 1 has not reaped yet) and for a reused pid.
+      if (startTicks !== undefined && processStartTime(pid) === startTicks) return;
+      clearInterval(timer);
+      resolve();
+    }, ADOPTED_POLL_MS);
+  });
 }
 
 /**
@@ -88,15 +158,7 @@ export function spawnProcess(spec: ProcessSpec): RunningProcess {
 export function adoptProcess(pid: number, pgid: number, startedAt: number): RunningProcess | undefined {
   const startTicks = processStartTime(pid);
   if (startTicks === undefined) return undefined;
-  const exited = new Promise<ExitInfo>((resolve) => {
-    const timer = setInterval(() => {
-      // Compares start ticks rather than kill(pid, 0): that also succeeds for a zombie (an
-      // orphan PID 1 has not reaped yet) and for a reused pid.
-      if (processStartTime(pid) === startTicks) return;
-      clearInterval(timer);
-      resolve({ code: null, signal: null, reason: 'exited while not supervised (exit status unknown)' });
-    }, ADOPTED_POLL_MS);
-  });
+  const exited = watchUntilGone(pid, startTicks).then(() => ({ code: null, signal: null, reason: 'exited while not supervised (exit status unknown)' }));
   return handle(pid, startedAt, startTicks, exited, pgid);
 }
 
@@ -229,8 +291,7 @@ function describeExit(code: number | null, signal: string | null): string {
   return signal !== null ? `killed by signal ${signal}` : `exited with code ${code}`;
 }
 
-function spawnFailure(err: unknown, spec: ProcessSpec): ExitInfo {
-  const e = err as NodeJS.ErrnoException;
+function spawnFailure(e: { message: string; code?: string; syscall?: string }, spec: ProcessSpec): ExitInfo {
   let reason = `spawn failed: ${e.message}`;
   if (e.syscall?.startsWith('spawn') && e.code !== undefined) {
     // A missing cwd is reported as ENOENT of the program, which sends people looking elsewhere.
