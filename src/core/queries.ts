@@ -13,6 +13,11 @@ export function toGroup(a: ActualLrp): ActualLrpGroup {
   return a.presence === 'EVACUATING' ? { evacuating: a } : { instance: a };
 }
 
+export async function listActualLrps(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
+  authorize(p, 'reader');
+  return ctx.store.listActualLrps(filter);
+}
+
 /** The actual LRPs matching the filter, as pages of store rows, for encoders that stream. */
 export function actualLrpPages(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
   authorize(p, 'reader');
