@@ -8,9 +8,10 @@ import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
-import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
+import { MIGRATIONS, type ActualLrpsTable, type DesiredLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
+import { ACTUAL_COLUMNS, DESIRED_COLUMNS, actualUpdateParameters, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -55,7 +56,7 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
   };
 }
 
-function desiredToRow(d: DesiredLrp) {
+function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
   return { process_guid: d.processGuid, domain: d.domain, service_id: d.serviceId, instances: d.instances, data: JSON.stringify(d) };
 }
 
@@ -84,10 +85,17 @@ function isUniqueViolation(e: unknown): boolean {
 
 /** Queries over one connection or transaction. */
 class SqlQueries implements StoreTx {
-  constructor(protected readonly db: Db) {}
+  constructor(
+    protected readonly db: Db,
+    private readonly hot: HotStatements,
+  ) {}
+
+  private async run<R>(sql: string, parameters: readonly unknown[]) {
+    return this.db.executeQuery<R>(bind(sql, parameters));
+  }
 
   async getDesiredLrp(processGuid: string) {
-    const row = await this.db.selectFrom('desired_lrps').select('data').where('process_guid', '=', processGuid).executeTakeFirst();
+    const [row] = (await this.run<{ data: string }>(this.hot.getDesiredLrp, [processGuid])).rows;
     return row ? (JSON.parse(row.data) as DesiredLrp) : undefined;
   }
 
@@ -101,11 +109,16 @@ class SqlQueries implements StoreTx {
   }
 
   async getActualLrp(processGuid: string, index: number) {
-    const row = await this.db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', processGuid).where('idx', '=', index).executeTakeFirst();
+    const [row] = (await this.run<ActualLrpsTable>(this.hot.getActualLrp, [processGuid, index])).rows;
     return row ? rowToActual(row) : undefined;
   }
 
   async listActualLrps(filter: ActualLrpFilter & { processGuids?: string[] } = {}) {
+    const { processGuid, ...others } = filter;
+    // one LRP's instances: what every desire and scale reads
+    if (processGuid && Object.values(others).every((v) => v === undefined)) {
+      return (await this.run<ActualLrpsTable>(this.hot.listActualLrpsOf, [processGuid])).rows.map(rowToActual);
+    }
     let q = this.db.selectFrom('actual_lrps').selectAll().orderBy('process_guid').orderBy('idx');
     if (filter.domain) q = q.where('domain', '=', filter.domain);
     if (filter.cellId) q = q.where((eb) => eb.or([eb('cell_id', '=', filter.cellId!), eb('target_cell_id', '=', filter.cellId!)]));
@@ -160,7 +173,8 @@ class SqlQueries implements StoreTx {
 
   async insertDesiredLrp(d: DesiredLrp) {
     try {
-      await this.db.insertInto('desired_lrps').values(desiredToRow(d)).execute();
+      const row = desiredToRow(d);
+      await this.run(this.hot.insertDesiredLrp, DESIRED_COLUMNS.map((c) => row[c]));
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `desired LRP ${d.processGuid} already exists`);
       throw e;
@@ -178,7 +192,8 @@ class SqlQueries implements StoreTx {
 
   async insertActualLrp(a: ActualLrp) {
     try {
-      await this.db.insertInto('actual_lrps').values(actualToRow(a)).execute();
+      const row = actualToRow(a);
+      await this.run(this.hot.insertActualLrp, ACTUAL_COLUMNS.map((c) => row[c]));
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `actual LRP ${a.actualLrpKey.processGuid}/${a.actualLrpKey.index} already exists`);
       throw e;
@@ -186,15 +201,8 @@ class SqlQueries implements StoreTx {
   }
 
   async updateActualLrp(a: ActualLrp, expectedIndex: number) {
-    const { process_guid, idx, ...rest } = actualToRow(a);
-    const result = await this.db
-      .updateTable('actual_lrps')
-      .set(rest)
-      .where('process_guid', '=', process_guid)
-      .where('idx', '=', idx)
-      .where('mod_index', '=', expectedIndex)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    const result = await this.run(this.hot.updateActualLrp, actualUpdateParameters(actualToRow(a), expectedIndex));
+    return Number(result.numAffectedRows) === 1;
   }
 
   async deleteActualLrp(processGuid: string, index: number) {
@@ -228,8 +236,8 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const row = await this.db.insertInto('events').values({ type, at, payload: JSON.stringify(payload) }).returning('id').executeTakeFirstOrThrow();
-    return Number(row.id);
+    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, JSON.stringify(payload)])).rows;
+    return Number(row!.id);
   }
 
   async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {
@@ -310,11 +318,15 @@ class SqlQueries implements StoreTx {
 }
 
 export class SqlStore extends SqlQueries implements Store {
+  private readonly hotStatements: HotStatements;
+
   constructor(
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
   ) {
-    super(kysely);
+    const hot = compileHotStatements(kysely);
+    super(kysely, hot);
+    this.hotStatements = hot;
   }
 
   async migrate() {
@@ -336,7 +348,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx));
+      return fn(new SqlQueries(trx, this.hotStatements));
     });
   }
 
