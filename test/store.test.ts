@@ -59,6 +59,36 @@ for (const fixture of storeFixtures()) {
       assert.equal(await store.getActualLrp('rollback-me', 0), undefined);
     });
 
+    it('keeps concurrent transactions apart: a failing one leaves nothing, the others are stored', async () => {
+      const outcomes = await Promise.allSettled(
+        ['ok-1', 'fails', 'ok-2', 'dup', 'ok-3'].map((guid) =>
+          store.transaction(async (tx) => {
+            await tx.insertDesiredLrp(desired(guid === 'dup' ? 'ok-1' : guid));
+            await tx.insertActualLrp(newActualLrp({ processGuid: guid, index: 0, domain: 'd1' }, 1));
+            await tx.appendEvent('desired_lrp_created', { guid }, 1);
+            if (guid === 'fails') throw new Error('boom');
+            return guid;
+          }),
+        ),
+      );
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.ok(outcomes[3]!.status === 'rejected' && outcomes[3].reason instanceof DroverError && outcomes[3].reason.kind === 'exists');
+      assert.deepEqual((await store.listDesiredLrps({ processGuids: ['ok-1', 'fails', 'ok-2', 'ok-3'] })).map((d) => d.processGuid), ['ok-1', 'ok-2', 'ok-3']);
+      assert.deepEqual((await store.listActualLrps({ processGuids: ['ok-1', 'fails', 'ok-2', 'dup', 'ok-3'] })).map((a) => a.actualLrpKey.processGuid), ['ok-1', 'ok-2', 'ok-3']);
+      const guids = (await store.listEvents(0, 1000)).map((e) => (e.payload as { guid?: string }).guid).filter((g) => g);
+      assert.deepEqual(guids.sort(), ['ok-1', 'ok-2', 'ok-3']);
+      // clean up for the tests below
+      await store.transaction(async (tx) => {
+        for (const guid of ['ok-1', 'ok-2', 'ok-3']) {
+          await tx.deleteDesiredLrp(guid);
+          await tx.deleteActualLrp(guid, 0);
+        }
+      });
+    });
+
     it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {
       const a = newActualLrp({ processGuid: 'a', index: 0, domain: 'd1' }, 1_700_000_000_123);
       await store.transaction((tx) => tx.insertActualLrp(a));

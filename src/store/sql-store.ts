@@ -11,6 +11,7 @@ import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type DesiredLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
+import { GroupCommit } from './group-commit.js';
 import { ACTUAL_COLUMNS, DESIRED_COLUMNS, actualUpdateParameters, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -319,6 +320,8 @@ class SqlQueries implements StoreTx {
 
 export class SqlStore extends SqlQueries implements Store {
   private readonly hotStatements: HotStatements;
+  /** SQLite only (see group-commit.ts); PostgreSQL runs each transaction on its own connection */
+  private readonly groupCommit?: GroupCommit;
 
   constructor(
     readonly kind: Dialect,
@@ -327,6 +330,7 @@ export class SqlStore extends SqlQueries implements Store {
     const hot = compileHotStatements(kysely);
     super(kysely, hot);
     this.hotStatements = hot;
+    if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 
   async migrate() {
@@ -342,14 +346,15 @@ export class SqlStore extends SqlQueries implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts: { fence?: LeaseFence } = {}): Promise<T> {
-    return this.kysely.transaction().execute(async (trx) => {
+    const work = async (trx: Transaction<Database>) => {
       // PostgreSQL: write transactions take one advisory lock first, so they commit in the
       // order they numbered their events — an SSE reader past id N never misses a later
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
       return fn(new SqlQueries(trx, this.hotStatements));
-    });
+    };
+    return this.groupCommit ? this.groupCommit.run(work) : this.kysely.transaction().execute(work);
   }
 
   acquireLease(name: string, holder: string, leaseMs: number) {
