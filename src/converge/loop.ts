@@ -56,16 +56,16 @@ function loadOutside(counts: PlacementCount[], own: ActualLrp[]): Map<string, nu
   return load;
 }
 
-/** The modification tag each planned instance had in the snapshot (only those: a steady pass plans nothing). */
-function snapshotTags(actual: Snapshot['actual'], actions: PlanAction[]): Map<string, number> {
+/** Each planned instance as the snapshot had it (only those: a steady pass plans nothing). */
+function plannedInstances(actual: Snapshot['actual'], actions: PlanAction[]): Map<string, ActualLrp> {
   const key = (processGuid: string, index: number) => `${processGuid}/${index}`;
   const wanted = new Set(actions.map((a) => key(a.processGuid, a.index)));
-  const tags = new Map<string, number>();
+  const seen = new Map<string, ActualLrp>();
   for (const a of actual) {
     const k = key(a.actualLrpKey.processGuid, a.actualLrpKey.index);
-    if (wanted.has(k)) tags.set(k, a.modificationTag.index);
+    if (wanted.has(k)) seen.set(k, a);
   }
-  return tags;
+  return seen;
 }
 
 export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, processGuids?: string[]): Promise<PassReport> {
@@ -74,7 +74,7 @@ export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fe
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
-  const { applied } = actions.length ? await applyPlan(ctx, actions, snapshotTags(snap.actual, actions), fence) : { applied: 0 };
+  const { applied } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0 };
   const t3 = performance.now();
   return { actions: actions.length, applied, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
 }

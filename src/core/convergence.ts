@@ -1,12 +1,14 @@
-// Applies the convergence planner's actions. Each action re-reads its instance and goes
-// through the state machine; if the instance moved since the snapshot (its tag changed),
-// the action is skipped — the next pass sees the new state (level-triggered).
+// Applies the convergence planner's actions through the state machine; if the instance moved
+// since the snapshot (its tag changed), the action is skipped — the next pass sees the new
+// state (level-triggered). A transition starts from the snapshot's copy and writes with a
+// compare-and-set on its tag, which is the check a re-read would make; creates and retires
+// re-read (an insert or a delete has no tag to compare).
 
 import { DroverError } from '../model/errors.js';
 import { targetInstances, type PlanAction } from '../converge/planner.js';
 import { transitionFor } from '../converge/transitions.js';
 import type { StoreTx } from '../store/store.js';
-import type { DesiredLrp } from '../model/lrp.js';
+import type { ActualLrp, DesiredLrp } from '../model/lrp.js';
 import { inTransaction, type CoreContext } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
@@ -36,12 +38,12 @@ export interface ApplyResult {
 
 
 /**
- * Applies a plan in chunks of one transaction each. `tags` holds the modification tag
- * index each instance had in the snapshot the plan was made from. With `fence` (a leader's
+ * Applies a plan in chunks of one transaction each. `seen` holds each planned instance as it
+ * was in the snapshot the plan was made from, by `processGuid/index`. With `fence` (a leader's
  * lease and epoch), each chunk commits only while that lease still holds: a deposed leader's
  * chunk fails with `conflict` and writes nothing.
  */
-export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<string, number>, fence?: LeaseFence): Promise<ApplyResult> {
+export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<string, ActualLrp>, fence?: LeaseFence): Promise<ApplyResult> {
   const result: ApplyResult = { applied: 0, skipped: 0 };
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
@@ -50,20 +52,26 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<
       const now = ctx.now();
       for (const action of chunk) {
         try {
-          const a = await tx.getActualLrp(action.processGuid, action.index);
           if (action.kind === 'create') {
+            const a = await tx.getActualLrp(action.processGuid, action.index);
             if (!a && (await stillWanted(action.processGuid, action.index))) {
               await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
             } else result.skipped++;
             continue;
           }
-          const tag = tags.get(`${action.processGuid}/${action.index}`);
-          if (!a || a.modificationTag.index !== tag) {
+          const before = seen.get(`${action.processGuid}/${action.index}`);
+          if (!before) {
             result.skipped++;
             continue;
           }
-          if (action.kind === 'retire') await stopActualLrp(tx, emit, a, now);
-          else await saveActualLrp(tx, emit, a, transitionFor(action, a, now));
+          if (action.kind === 'retire') {
+            const a = await tx.getActualLrp(action.processGuid, action.index);
+            if (!a || a.modificationTag.index !== before.modificationTag.index) {
+              result.skipped++;
+              continue;
+            }
+            await stopActualLrp(tx, emit, a, now);
+          } else await saveActualLrp(tx, emit, before, transitionFor(action, before, now)); // a moved instance fails the compare-and-set: skipped below
           result.applied++;
         } catch (e) {
           // A refused transition means the world moved on; the next pass replans from it.
