@@ -89,6 +89,25 @@ for (const fixture of storeFixtures()) {
       });
     });
 
+    it('stores an event that carries the record the transaction wrote as it was written', async () => {
+      const d = desired('event-record');
+      const changed = { ...d, instances: 5 };
+      const ids = await store.transaction(async (tx) => {
+        await tx.insertDesiredLrp(d);
+        const created = await tx.appendEvent('desired_lrp_created', { desiredLrp: d, extra: { n: 1 }, none: undefined }, 7);
+        await tx.updateDesiredLrp(changed);
+        const change = await tx.appendEvent('desired_lrp_changed', { before: d, after: changed }, 8);
+        return [created, change];
+      });
+      const events = await store.listEvents(ids[0]! - 1, 2);
+      assert.deepEqual(
+        events.map((e) => e.payload),
+        [JSON.parse(JSON.stringify({ desiredLrp: d, extra: { n: 1 } })), JSON.parse(JSON.stringify({ before: d, after: changed }))],
+      );
+      assert.deepEqual(await store.getDesiredLrp('event-record'), JSON.parse(JSON.stringify(changed)));
+      await store.transaction((tx) => tx.deleteDesiredLrp('event-record'));
+    });
+
     it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {
       const a = newActualLrp({ processGuid: 'a', index: 0, domain: 'd1' }, 1_700_000_000_123);
       await store.transaction((tx) => tx.insertActualLrp(a));

@@ -61,6 +61,20 @@ function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
   return { process_guid: d.processGuid, domain: d.domain, service_id: d.serviceId, instances: d.instances, data: JSON.stringify(d) };
 }
 
+/**
+ * JSON.stringify(payload), reusing the JSON of records the transaction just wrote: a desired
+ * LRP event carries the very record whose row holds that JSON (records are not changed in place).
+ */
+function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, string>): string {
+  if (!Object.values(payload).some((v) => typeof v === 'object' && v !== null && written.has(v))) return JSON.stringify(payload);
+  const members: string[] = [];
+  for (const [k, v] of Object.entries(payload)) {
+    if (v === undefined) continue;
+    members.push(`${JSON.stringify(k)}:${(typeof v === 'object' && v !== null && written.get(v)) || JSON.stringify(v)}`);
+  }
+  return `{${members.join(',')}}`;
+}
+
 const LOCK_SORT_COLUMNS = { id: 'id', owner: 'owner', serviceInstanceId: 'service_instance_id', expiresAt: 'expires_at' } as const;
 
 function rowToLock(r: Selectable<LocksTable>): Lock {
@@ -90,6 +104,9 @@ class SqlQueries implements StoreTx {
     protected readonly db: Db,
     private readonly hot: HotStatements,
   ) {}
+
+  /** the JSON of the desired LRPs this transaction wrote, for their events (see payloadJson) */
+  private readonly written = new WeakMap<object, string>();
 
   private async run<R>(sql: string, parameters: readonly unknown[]) {
     return this.db.executeQuery<R>(bind(sql, parameters));
@@ -176,6 +193,7 @@ class SqlQueries implements StoreTx {
     try {
       const row = desiredToRow(d);
       await this.run(this.hot.insertDesiredLrp, DESIRED_COLUMNS.map((c) => row[c]));
+      this.written.set(d, row.data);
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `desired LRP ${d.processGuid} already exists`);
       throw e;
@@ -185,6 +203,7 @@ class SqlQueries implements StoreTx {
   async updateDesiredLrp(d: DesiredLrp) {
     const { process_guid, ...rest } = desiredToRow(d);
     await this.db.updateTable('desired_lrps').set(rest).where('process_guid', '=', process_guid).execute();
+    this.written.set(d, rest.data);
   }
 
   async deleteDesiredLrp(processGuid: string) {
@@ -237,7 +256,7 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, JSON.stringify(payload)])).rows;
+    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, payloadJson(payload, this.written)])).rows;
     return Number(row!.id);
   }
 
