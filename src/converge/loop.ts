@@ -35,8 +35,20 @@ export interface PassReport {
 /** Above this many touched LRPs a full pass is cheaper than the lists of guids. */
 const MAX_TARGETED = 1000;
 
+/**
+ * The guids padded (repeating the last) to a power of two: the IN lists of the snapshot's
+ * queries then come in a few lengths, so their SQL texts (and prepared statements) repeat.
+ */
+function padded(guids: string[] | undefined): string[] | undefined {
+  if (!guids?.length) return guids;
+  let size = 8;
+  while (size < guids.length) size *= 2;
+  return guids.concat(Array<string>(size - guids.length).fill(guids[guids.length - 1]!));
+}
+
 /** `processGuids`: a targeted snapshot of those LRPs only (see the top of this file). */
-export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, processGuids?: string[]): Promise<Snapshot> {
+export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, targeted?: string[]): Promise<Snapshot> {
+  const processGuids = padded(targeted);
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
   const actual = await ctx.store.listActualLrps({ processGuids });
