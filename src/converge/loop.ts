@@ -54,7 +54,7 @@ function padded(guids: string[] | undefined): string[] | undefined {
   return guids.concat(Array<string>(size - guids.length).fill(guids[guids.length - 1]!));
 }
 
-/** `processGuids`: a targeted snapshot of those LRPs only (see the top of this file). */
+/** `targeted`: a snapshot of those LRPs only (see the top of this file). */
 export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, targeted?: string[]): Promise<Snapshot> {
   const processGuids = padded(targeted);
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
