@@ -27,6 +27,8 @@ export interface ConvergenceOptions {
 export interface PassReport {
   actions: number;
   applied: number;
+  /** see ApplyResult.settled */
+  settled: Map<string, number>;
   snapshotMs: number;
   planMs: number;
   applyMs: number;
@@ -94,9 +96,9 @@ export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fe
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
-  const { applied } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0 };
+  const { applied, settled } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0, settled: new Map<string, number>() };
   const t3 = performance.now();
-  return { actions: actions.length, applied, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
+  return { actions: actions.length, applied, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
 }
 
 export class ConvergenceLoop {
@@ -109,11 +111,24 @@ export class ConvergenceLoop {
   private full = true;
   /** else it plans these LRPs */
   private dirty = new Set<string>();
+  /**
+   * LRPs the last pass left settled (ApplyResult.settled), with the number of events it wrote
+   * for each: an announcement naming such an LRP with exactly that many events is the pass's
+   * own commit and nothing else on it, so the LRP is not planned again for it.
+   */
+  private settled = new Map<string, number>();
   /** when the last full pass ended (performance.now()) and how long it read and planned */
   private lastFull = { endedAt: -Infinity, ms: 0 };
   private readonly onCommit = (_lastId: number, touched?: Touched) => {
-    if (!touched || touched.other) this.full = true;
-    else for (const guid of touched.processGuids) this.dirty.add(guid);
+    if (!touched || touched.other) {
+      this.full = true;
+      this.settled.clear();
+    } else {
+      for (const [guid, events] of touched.processGuids) {
+        if (this.settled.get(guid) !== events) this.dirty.add(guid);
+        this.settled.delete(guid);
+      }
+    }
     this.soon();
   };
   lastPass?: PassReport;
@@ -174,6 +189,8 @@ export class ConvergenceLoop {
     convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), guids)
       .then((report) => {
         this.lastPass = report;
+        // registered before the commit's announcement, which waits for the next turn of the event loop
+        for (const [guid, events] of report.settled) this.settled.set(guid, events);
         if (!guids) this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs };
         if (report.actions) this.ctx.log.debug({ ...report, targeted: guids?.length }, 'convergence pass');
       })

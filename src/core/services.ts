@@ -359,7 +359,7 @@ export function watchServices(ctx: CoreContext, intervalMs: number, fence: () =>
     );
   const pass = coalesced(() => (stopped ? Promise.resolve() : settle()));
   const mayMoveService = (t: Touched | undefined): boolean =>
-    !t || t.other || t.serviceLrp || !settling || pass.running() || [...t.processGuids].some((g) => settling!.has(g));
+    !t || t.other || t.serviceLrp || !settling || pass.running() || [...t.processGuids.keys()].some((g) => settling!.has(g));
   const onCommit = (_lastId: number, touched?: Touched) => {
     if (mayMoveService(touched)) pass.trigger();
   };
