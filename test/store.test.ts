@@ -59,6 +59,55 @@ for (const fixture of storeFixtures()) {
       assert.equal(await store.getActualLrp('rollback-me', 0), undefined);
     });
 
+    it('keeps concurrent transactions apart: a failing one leaves nothing, the others are stored', async () => {
+      const outcomes = await Promise.allSettled(
+        ['ok-1', 'fails', 'ok-2', 'dup', 'ok-3'].map((guid) =>
+          store.transaction(async (tx) => {
+            await tx.insertDesiredLrp(desired(guid === 'dup' ? 'ok-1' : guid));
+            await tx.insertActualLrp(newActualLrp({ processGuid: guid, index: 0, domain: 'd1' }, 1));
+            await tx.appendEvent('desired_lrp_created', { guid }, 1);
+            if (guid === 'fails') throw new Error('boom');
+            return guid;
+          }),
+        ),
+      );
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'rejected', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      assert.ok(outcomes[3]!.status === 'rejected' && outcomes[3].reason instanceof DroverError && outcomes[3].reason.kind === 'exists');
+      assert.deepEqual((await store.listDesiredLrps({ processGuids: ['ok-1', 'fails', 'ok-2', 'ok-3'] })).map((d) => d.processGuid), ['ok-1', 'ok-2', 'ok-3']);
+      assert.deepEqual((await store.listActualLrps({ processGuids: ['ok-1', 'fails', 'ok-2', 'dup', 'ok-3'] })).map((a) => a.actualLrpKey.processGuid), ['ok-1', 'ok-2', 'ok-3']);
+      const guids = (await store.listEvents(0, 1000)).map((e) => (e.payload as { guid?: string }).guid).filter((g) => g);
+      assert.deepEqual(guids.sort(), ['ok-1', 'ok-2', 'ok-3']);
+      // clean up for the tests below
+      await store.transaction(async (tx) => {
+        for (const guid of ['ok-1', 'ok-2', 'ok-3']) {
+          await tx.deleteDesiredLrp(guid);
+          await tx.deleteActualLrp(guid, 0);
+        }
+      });
+    });
+
+    it('stores an event that carries the record the transaction wrote as it was written', async () => {
+      const d = desired('event-record');
+      const changed = { ...d, instances: 5 };
+      const ids = await store.transaction(async (tx) => {
+        await tx.insertDesiredLrp(d);
+        const created = await tx.appendEvent('desired_lrp_created', { desiredLrp: d, extra: { n: 1 }, none: undefined }, 7);
+        await tx.updateDesiredLrp(changed);
+        const change = await tx.appendEvent('desired_lrp_changed', { before: d, after: changed }, 8);
+        return [created, change];
+      });
+      const events = await store.listEvents(ids[0]! - 1, 2);
+      assert.deepEqual(
+        events.map((e) => e.payload),
+        [JSON.parse(JSON.stringify({ desiredLrp: d, extra: { n: 1 } })), JSON.parse(JSON.stringify({ before: d, after: changed }))],
+      );
+      assert.deepEqual(await store.getDesiredLrp('event-record'), JSON.parse(JSON.stringify(changed)));
+      await store.transaction((tx) => tx.deleteDesiredLrp('event-record'));
+    });
+
     it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {
       const a = newActualLrp({ processGuid: 'a', index: 0, domain: 'd1' }, 1_700_000_000_123);
       await store.transaction((tx) => tx.insertActualLrp(a));

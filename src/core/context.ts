@@ -9,9 +9,12 @@ import type { CoreLimits } from './limits.js';
 
 /** What a commit changed, from its events: the LRPs it touched, or something wider. */
 export interface Touched {
-  processGuids: Set<string>;
+  /** each LRP it touched, with how many of its events named that LRP */
+  processGuids: Map<string, number>;
   /** cells or services changed: any LRP may be affected */
   other: boolean;
+  /** a desired LRP of a service was created, changed or removed */
+  serviceLrp: boolean;
 }
 
 /**
@@ -31,15 +34,16 @@ export class EventBus extends EventEmitter {
   committed(lastId: number, touched?: Touched): void {
     const p = this.pending;
     if (!p) {
-      this.pending = { lastId, touched: touched && { processGuids: new Set(touched.processGuids), other: touched.other } };
+      this.pending = { lastId, touched: touched && { ...touched, processGuids: new Map(touched.processGuids) } };
       setImmediate(() => this.announce());
       return;
     }
     p.lastId = Math.max(p.lastId, lastId);
     if (!touched || !p.touched) p.touched = undefined;
     else {
-      for (const g of touched.processGuids) p.touched.processGuids.add(g);
+      for (const [g, n] of touched.processGuids) p.touched.processGuids.set(g, (p.touched.processGuids.get(g) ?? 0) + n);
       p.touched.other ||= touched.other;
+      p.touched.serviceLrp ||= touched.serviceLrp;
     }
   }
 
@@ -50,16 +54,28 @@ export class EventBus extends EventEmitter {
   }
 }
 
-type Keyed = { actualLrpKey?: { processGuid?: string }; processGuid?: string } | undefined;
+type Keyed = { actualLrpKey?: { processGuid?: string }; processGuid?: string; serviceId?: string } | undefined;
+
+/** The desired LRP a desired_lrp_* event is about. */
+function desiredOf(type: EventType, payload: Record<string, unknown>): Keyed {
+  switch (type) {
+    case 'desired_lrp_created':
+    case 'desired_lrp_removed':
+      return payload.desiredLrp as Keyed;
+    case 'desired_lrp_changed':
+      return payload.after as Keyed;
+    default:
+      return undefined;
+  }
+}
 
 /** The LRP an event is about; undefined for cell and service events. */
 function processGuidOf(type: EventType, payload: Record<string, unknown>): string | undefined {
   switch (type) {
     case 'desired_lrp_created':
     case 'desired_lrp_removed':
-      return (payload.desiredLrp as Keyed)?.processGuid;
     case 'desired_lrp_changed':
-      return (payload.after as Keyed)?.processGuid;
+      return desiredOf(type, payload)?.processGuid;
     case 'actual_lrp_created':
     case 'actual_lrp_removed':
       return (payload.actualLrp as Keyed)?.actualLrpKey?.processGuid;
@@ -87,14 +103,15 @@ export type Emit = (type: EventType, payload: Record<string, unknown>) => Promis
 export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
-  const touched: Touched = { processGuids: new Set(), other: false };
+  const touched: Touched = { processGuids: new Map(), other: false, serviceLrp: false };
   const result = await ctx.store.transaction(
     (tx) =>
       fn(tx, async (type, payload) => {
         lastId = await tx.appendEvent(type, payload, at);
         const guid = processGuidOf(type, payload);
         if (guid === undefined) touched.other = true;
-        else touched.processGuids.add(guid);
+        else touched.processGuids.set(guid, (touched.processGuids.get(guid) ?? 0) + 1);
+        if (desiredOf(type, payload)?.serviceId) touched.serviceLrp = true;
       }),
     opts,
   );

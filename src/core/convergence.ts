@@ -1,13 +1,15 @@
-// Applies the convergence planner's actions. Each action re-reads its instance and goes
-// through the state machine; if the instance moved since the snapshot (its tag changed),
-// the action is skipped — the next pass sees the new state (level-triggered).
+// Applies the convergence planner's actions through the state machine; if the instance moved
+// since the snapshot (its tag changed), the action is skipped — the next pass sees the new
+// state (level-triggered). A transition starts from the snapshot's copy and writes with a
+// compare-and-set on its tag, which is the check a re-read would make; creates and retires
+// re-read (an insert or a delete has no tag to compare).
 
 import { DroverError } from '../model/errors.js';
 import { targetInstances, type PlanAction } from '../converge/planner.js';
 import { transitionFor } from '../converge/transitions.js';
 import type { StoreTx } from '../store/store.js';
-import type { DesiredLrp } from '../model/lrp.js';
-import { inTransaction, type CoreContext } from './context.js';
+import type { ActualLrp, DesiredLrp } from '../model/lrp.js';
+import { inTransaction, type CoreContext, type Emit } from './context.js';
 import { createActualLrp, saveActualLrp, stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
 
@@ -32,46 +34,70 @@ function wantedCheck(tx: StoreTx): (processGuid: string, index: number) => Promi
 export interface ApplyResult {
   applied: number;
   skipped: number;
+  /**
+   * The LRPs whose every action was an applied `fail_placement`, with how many events were
+   * written for each; only when the plan took one commit. The planner leaves such an LRP
+   * alone until something else changes it (or a cell comes), so the announcement of exactly
+   * these events needs no pass (see ConvergenceLoop).
+   */
+  settled: Map<string, number>;
 }
 
+type Outcome = 'applied' | 'created' | 'skipped';
+
+/** One action in the chunk's transaction. */
+async function applyAction(tx: StoreTx, emit: Emit, action: PlanAction, seen: Map<string, ActualLrp>, stillWanted: ReturnType<typeof wantedCheck>, now: number): Promise<Outcome> {
+  try {
+    if (action.kind === 'create') {
+      const a = await tx.getActualLrp(action.processGuid, action.index);
+      if (a || !(await stillWanted(action.processGuid, action.index))) return 'skipped';
+      await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
+      return 'created';
+    }
+    const before = seen.get(`${action.processGuid}/${action.index}`);
+    if (!before) return 'skipped';
+    if (action.kind === 'retire') {
+      const a = await tx.getActualLrp(action.processGuid, action.index);
+      if (!a || a.modificationTag.index !== before.modificationTag.index) return 'skipped';
+      await stopActualLrp(tx, emit, a, now);
+    } else await saveActualLrp(tx, emit, before, transitionFor(action, before, now)); // a moved instance fails the compare-and-set: skipped below
+    return 'applied';
+  } catch (e) {
+    // A refused transition means the world moved on; the next pass replans from it.
+    if (!(e instanceof DroverError)) throw e;
+    return 'skipped';
+  }
+}
 
 /**
- * Applies a plan in chunks of one transaction each. `tags` holds the modification tag
- * index each instance had in the snapshot the plan was made from. With `fence` (a leader's
+ * Applies a plan in chunks of one transaction each. `seen` holds each planned instance as it
+ * was in the snapshot the plan was made from, by `processGuid/index`. With `fence` (a leader's
  * lease and epoch), each chunk commits only while that lease still holds: a deposed leader's
  * chunk fails with `conflict` and writes nothing.
  */
-export async function applyPlan(ctx: CoreContext, plan: PlanAction[], tags: Map<string, number>, fence?: LeaseFence): Promise<ApplyResult> {
-  const result: ApplyResult = { applied: 0, skipped: 0 };
+export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<string, ActualLrp>, fence?: LeaseFence): Promise<ApplyResult> {
+  const result: ApplyResult = { applied: 0, skipped: 0, settled: new Map() };
+  const events = new Map<string, number>();
+  const unsettled = new Set<string>();
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
     await inTransaction(ctx, async (tx, emit) => {
       const stillWanted = wantedCheck(tx);
       const now = ctx.now();
+      let current = '';
+      const counted: Emit = async (type, payload) => {
+        await emit(type, payload);
+        events.set(current, (events.get(current) ?? 0) + 1);
+      };
       for (const action of chunk) {
-        try {
-          const a = await tx.getActualLrp(action.processGuid, action.index);
-          if (action.kind === 'create') {
-            if (!a && (await stillWanted(action.processGuid, action.index))) {
-              await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
-            } else result.skipped++;
-            continue;
-          }
-          const tag = tags.get(`${action.processGuid}/${action.index}`);
-          if (!a || a.modificationTag.index !== tag) {
-            result.skipped++;
-            continue;
-          }
-          if (action.kind === 'retire') await stopActualLrp(tx, emit, a, now);
-          else await saveActualLrp(tx, emit, a, transitionFor(action, a, now));
-          result.applied++;
-        } catch (e) {
-          // A refused transition means the world moved on; the next pass replans from it.
-          if (!(e instanceof DroverError)) throw e;
-          result.skipped++;
-        }
+        current = action.processGuid;
+        const outcome = await applyAction(tx, counted, action, seen, stillWanted, now);
+        if (outcome === 'applied') result.applied++;
+        else if (outcome === 'skipped') result.skipped++;
+        if (outcome !== 'applied' || action.kind !== 'fail_placement') unsettled.add(action.processGuid);
       }
     }, { fence });
   }
+  if (plan.length <= CHUNK) for (const [guid, n] of events) if (!unsettled.has(guid)) result.settled.set(guid, n);
   return result;
 }

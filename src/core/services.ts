@@ -11,7 +11,7 @@ import { canMoveService, type Service, type ServiceState } from '../model/servic
 import { validateDesiredLrp, validateUpdate } from '../model/validate.js';
 import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
-import { inTransaction, type CoreContext, type Emit } from './context.js';
+import { inTransaction, type CoreContext, type Emit, type Touched } from './context.js';
 import { maxInstancesOf } from './limits.js';
 import { applyUpdate, reconcileInstances } from './desired-lrps.js';
 import { requireUnlocked } from './guards.js';
@@ -285,15 +285,20 @@ function settledState({ service, lrps }: ServiceStatus): ServiceState | undefine
  * One pass: INSTANTIATING → READY | ERROR, TERMINATING → TERMINATED (its DesiredLRPs then go).
  * With `fence` (the leader's lease and epoch), each service's transaction commits only while
  * that lease still holds: a deposed leader's pass fails with `conflict` and writes nothing.
+ * Returns the process guids of the LRPs of the services still settling.
  */
-export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Promise<void> {
+export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Promise<Set<string>> {
+  const settling = new Set<string>();
   for (const candidate of await ctx.store.listServices({ states: ['INSTANTIATING', 'TERMINATING'] })) {
     await inTransaction(ctx, async (tx, emit) => {
       const service = await tx.getService(candidate.id);
       if (!service) return;
       const status = await readStatus(tx, service);
       const state = settledState(status);
-      if (!state) return;
+      if (!state) {
+        for (const l of status.lrps) settling.add(l.desired.processGuid);
+        return;
+      }
       if (state === 'TERMINATED') {
         for (const { desired } of status.lrps) {
           await tx.deleteDesiredLrp(desired.processGuid);
@@ -303,6 +308,7 @@ export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Prom
       await moveService(tx, emit, service, { state }, ctx.now());
     }, { fence });
   }
+  return settling;
 }
 
 /**
@@ -325,28 +331,44 @@ function coalesced(fn: () => Promise<void>) {
       }
     });
   };
-  return { trigger, idle: () => current ?? Promise.resolve() };
+  return { trigger, running: () => current !== undefined, idle: () => current ?? Promise.resolve() };
 }
 
 /**
- * Settles services after every commit and on an interval (commits of other replicas); returns
- * the stop function. `fence` gives the leader's current lease for each pass (none: unfenced).
+ * Settles services after every commit that may move one, and on an interval (commits of other
+ * replicas); returns the stop function. `fence` gives the leader's current lease for each pass
+ * (none: unfenced).
+ * A commit may move a service when it changed a service or cell, or a desired LRP of a service,
+ * or touched an LRP of a service the last pass left settling; a commit during a pass always
+ * counts (that pass may have read before it). Other commits (plain BBS desires) need no pass.
  */
 export function watchServices(ctx: CoreContext, intervalMs: number, fence: () => LeaseFence | undefined = () => undefined): () => Promise<void> {
   let stopped = false;
+  /** guids of the LRPs of services still settling; undefined: not known (every commit counts) */
+  let settling: Set<string> | undefined;
   const settle = () =>
-    settleServices(ctx, fence()).catch((e) =>
-      e instanceof DroverError && e.kind === 'conflict'
-        ? ctx.log.warn({ err: e.message }, 'service watcher pass refused: no longer the leader')
-        : ctx.log.error({ err: e }, 'service watcher pass failed'),
+    settleServices(ctx, fence()).then(
+      (guids) => {
+        settling = guids;
+      },
+      (e) => {
+        settling = undefined;
+        if (e instanceof DroverError && e.kind === 'conflict') ctx.log.warn({ err: e.message }, 'service watcher pass refused: no longer the leader');
+        else ctx.log.error({ err: e }, 'service watcher pass failed');
+      },
     );
   const pass = coalesced(() => (stopped ? Promise.resolve() : settle()));
-  ctx.bus.on('committed', pass.trigger);
+  const mayMoveService = (t: Touched | undefined): boolean =>
+    !t || t.other || t.serviceLrp || !settling || pass.running() || [...t.processGuids.keys()].some((g) => settling!.has(g));
+  const onCommit = (_lastId: number, touched?: Touched) => {
+    if (mayMoveService(touched)) pass.trigger();
+  };
+  ctx.bus.on('committed', onCommit);
   const timer = setInterval(pass.trigger, intervalMs);
   pass.trigger();
   return async () => {
     stopped = true;
-    ctx.bus.off('committed', pass.trigger);
+    ctx.bus.off('committed', onCommit);
     clearInterval(timer);
     await pass.idle();
   };

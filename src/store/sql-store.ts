@@ -8,10 +8,12 @@ import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
-import { MIGRATIONS, type ActualLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
+import { MIGRATIONS, type ActualLrpsTable, type DesiredLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
 import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
+import { GroupCommit } from './group-commit.js';
+import { ACTUAL_COLUMNS, DESIRED_COLUMNS, actualUpdateParameters, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -112,8 +114,22 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
   };
 }
 
-function desiredToRow(d: DesiredLrp) {
+function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
   return { process_guid: d.processGuid, domain: d.domain, service_id: d.serviceId, instances: d.instances, data: JSON.stringify(d) };
+}
+
+/**
+ * JSON.stringify(payload), reusing the JSON of records the transaction just wrote: a desired
+ * LRP event carries the very record whose row holds that JSON (records are not changed in place).
+ */
+function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, string>): string {
+  if (!Object.values(payload).some((v) => typeof v === 'object' && v !== null && written.has(v))) return JSON.stringify(payload);
+  const members: string[] = [];
+  for (const [k, v] of Object.entries(payload)) {
+    if (v === undefined) continue;
+    members.push(`${JSON.stringify(k)}:${(typeof v === 'object' && v !== null && written.get(v)) || JSON.stringify(v)}`);
+  }
+  return `{${members.join(',')}}`;
 }
 
 const LOCK_SORT_COLUMNS = { id: 'id', owner: 'owner', serviceInstanceId: 'service_instance_id', expiresAt: 'expires_at' } as const;
@@ -143,11 +159,19 @@ function isUniqueViolation(e: unknown): boolean {
 class SqlQueries implements StoreTx {
   constructor(
     protected readonly db: Db,
+    private readonly hot: HotStatements,
     protected readonly readArrays: ArrayReader | undefined,
   ) {}
 
+  /** the JSON of the desired LRPs this transaction wrote, for their events (see payloadJson) */
+  private readonly written = new WeakMap<object, string>();
+
+  private async run<R>(sql: string, parameters: readonly unknown[]) {
+    return this.db.executeQuery<R>(bind(sql, parameters));
+  }
+
   async getDesiredLrp(processGuid: string) {
-    const row = await this.db.selectFrom('desired_lrps').select('data').where('process_guid', '=', processGuid).executeTakeFirst();
+    const [row] = (await this.run<{ data: string }>(this.hot.getDesiredLrp, [processGuid])).rows;
     return row ? (JSON.parse(row.data) as DesiredLrp) : undefined;
   }
 
@@ -161,7 +185,7 @@ class SqlQueries implements StoreTx {
   }
 
   async getActualLrp(processGuid: string, index: number) {
-    const row = await this.db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', processGuid).where('idx', '=', index).executeTakeFirst();
+    const [row] = (await this.run<ActualLrpsTable>(this.hot.getActualLrp, [processGuid, index])).rows;
     return row ? rowToActual(row) : undefined;
   }
 
@@ -177,6 +201,11 @@ class SqlQueries implements StoreTx {
   }
 
   async listActualLrps(filter: ActualLrpFilter & { processGuids?: string[] } = {}) {
+    const { processGuid, ...others } = filter;
+    // one LRP's instances: what every desire and scale reads
+    if (processGuid && Object.values(others).every((v) => v === undefined)) {
+      return (await this.run<ActualLrpsTable>(this.hot.listActualLrpsOf, [processGuid])).rows.map(rowToActual);
+    }
     const rows = await this.actualLrpsWhere(filter).selectAll().execute();
     return rows.map(rowToActual);
   }
@@ -251,7 +280,9 @@ class SqlQueries implements StoreTx {
 
   async insertDesiredLrp(d: DesiredLrp) {
     try {
-      await this.db.insertInto('desired_lrps').values(desiredToRow(d)).execute();
+      const row = desiredToRow(d);
+      await this.run(this.hot.insertDesiredLrp, DESIRED_COLUMNS.map((c) => row[c]));
+      this.written.set(d, row.data);
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `desired LRP ${d.processGuid} already exists`);
       throw e;
@@ -261,6 +292,7 @@ class SqlQueries implements StoreTx {
   async updateDesiredLrp(d: DesiredLrp) {
     const { process_guid, ...rest } = desiredToRow(d);
     await this.db.updateTable('desired_lrps').set(rest).where('process_guid', '=', process_guid).execute();
+    this.written.set(d, rest.data);
   }
 
   async deleteDesiredLrp(processGuid: string) {
@@ -269,7 +301,8 @@ class SqlQueries implements StoreTx {
 
   async insertActualLrp(a: ActualLrp) {
     try {
-      await this.db.insertInto('actual_lrps').values(actualToRow(a)).execute();
+      const row = actualToRow(a);
+      await this.run(this.hot.insertActualLrp, ACTUAL_COLUMNS.map((c) => row[c]));
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `actual LRP ${a.actualLrpKey.processGuid}/${a.actualLrpKey.index} already exists`);
       throw e;
@@ -277,15 +310,8 @@ class SqlQueries implements StoreTx {
   }
 
   async updateActualLrp(a: ActualLrp, expectedIndex: number) {
-    const { process_guid, idx, ...rest } = actualToRow(a);
-    const result = await this.db
-      .updateTable('actual_lrps')
-      .set(rest)
-      .where('process_guid', '=', process_guid)
-      .where('idx', '=', idx)
-      .where('mod_index', '=', expectedIndex)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    const result = await this.run(this.hot.updateActualLrp, actualUpdateParameters(actualToRow(a), expectedIndex));
+    return Number(result.numAffectedRows) === 1;
   }
 
   async deleteActualLrp(processGuid: string, index: number) {
@@ -319,8 +345,8 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const row = await this.db.insertInto('events').values({ type, at, payload: JSON.stringify(payload) }).returning('id').executeTakeFirstOrThrow();
-    return Number(row.id);
+    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, payloadJson(payload, this.written)])).rows;
+    return Number(row!.id);
   }
 
   async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {
@@ -401,13 +427,20 @@ class SqlQueries implements StoreTx {
 }
 
 export class SqlStore extends SqlQueries implements Store {
+  private readonly hotStatements: HotStatements;
+  /** SQLite only (see group-commit.ts); PostgreSQL runs each transaction on its own connection */
+  private readonly groupCommit?: GroupCommit;
+
   constructor(
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
     /** SQLite only: direct access to the connection for the paths that need it */
     private readonly sqlite?: SqliteDirect,
   ) {
-    super(kysely, sqlite?.readArrays);
+    const hot = compileHotStatements(kysely);
+    super(kysely, hot, sqlite?.readArrays);
+    this.hotStatements = hot;
+    if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 
   override async insertLocks(locks: NewLock[]): Promise<Lock[]> {
@@ -427,14 +460,15 @@ export class SqlStore extends SqlQueries implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts: { fence?: LeaseFence } = {}): Promise<T> {
-    return this.kysely.transaction().execute(async (trx) => {
+    const work = async (trx: Transaction<Database>) => {
       // PostgreSQL: write transactions take one advisory lock first, so they commit in the
       // order they numbered their events — an SSE reader past id N never misses a later
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.readArrays));
-    });
+      return fn(new SqlQueries(trx, this.hotStatements, this.readArrays));
+    };
+    return this.groupCommit ? this.groupCommit.run(work) : this.kysely.transaction().execute(work);
   }
 
   acquireLease(name: string, holder: string, leaseMs: number) {

@@ -5,7 +5,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
 
-/** Enough for every fixed query; texts that vary (IN lists of any length) push out the oldest. */
+/** Enough for every fixed query; texts that vary (IN lists of any length) push out the least recently used. */
 const MAX_STATEMENTS = 256;
 
 /** `beforeClose` runs first when Kysely closes the database. */
@@ -14,7 +14,12 @@ export function withStatementCache(db: BetterSqlite3.Database, beforeClose: () =
   return {
     prepare(sql: string): SqliteStatement {
       let stmt = statements.get(sql);
-      if (stmt) return stmt;
+      if (stmt) {
+        // most recently used last: a hot statement is never the one pushed out
+        statements.delete(sql);
+        statements.set(sql, stmt);
+        return stmt;
+      }
       stmt = db.prepare(sql) as SqliteStatement;
       if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value!);
       statements.set(sql, stmt);
