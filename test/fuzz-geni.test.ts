@@ -148,6 +148,8 @@ describe('fuzzing the GENI AM API', () => {
     const seeded = await answer(encodeCall('Allocate', [SEEDED_SLICE, credentials(FUZZER_URN, SEEDED_SLICE), rspec(2), {}]));
     assert.equal(seeded.geniCode, GENI.SUCCESS, seeded.text);
     watch = new StoreWatch(dataDir);
+    // what the allocation sets going (service watcher, convergence) runs after its answer
+    await watch.settle();
   });
   after(async () => {
     await drover?.close();
