@@ -16,9 +16,18 @@ export interface InstanceRecord {
   stopGraceMs: number;
 }
 
+/**
+ * A burst of starts shares its writes: each write is the whole file, so one per start made a
+ * launch of n instances write O(n²) bytes (and as much garbage). Between two writes at least
+ * this long; a change after a quiet spell is written at once.
+ */
+const WRITE_INTERVAL_MS = 100;
+
 export class InstanceRecords {
   private records = new Map<string, InstanceRecord>();
-  private writePending = false;
+  /** the next write; every change made before it starts is in it */
+  private nextWrite: Promise<void> | undefined;
+  private lastWriteAt = 0;
 
   constructor(private readonly file: string) {
     try {
@@ -34,27 +43,38 @@ export class InstanceRecords {
   }
 
   /**
-   * Written before the caller goes on: a process whose record could be lost to a SIGKILL
-   * would outlive the agent unseen (it runs in its own process group) and run twice.
+   * Resolves once the record is on disk; the caller reports the instance started only then.
+   * A SIGKILL before that leaves a process with no record: the next run's sweep of untracked
+   * processes stops it (cell-agent.ts), so it never runs twice.
    */
-  put(r: InstanceRecord): void {
+  put(r: InstanceRecord): Promise<void> {
     this.records.set(r.instanceGuid, r);
-    this.write();
+    return this.writeSoon();
   }
 
-  /** Written with the next change or turn: a record left behind is harmless (adoption checks the start time). */
+  /** Written with the next write: a record left behind is harmless (adoption checks the start time). */
   delete(instanceGuid: string): void {
-    if (this.records.delete(instanceGuid)) this.writeSoon();
+    // a failed write is tried again, whole, with the next change
+    if (this.records.delete(instanceGuid)) this.writeSoon().catch(() => undefined);
   }
 
-  private writeSoon(): void {
-    if (this.writePending) return;
-    this.writePending = true;
-    setImmediate(() => this.write());
+  private writeSoon(): Promise<void> {
+    this.nextWrite ??= new Promise<void>((resolve, reject) => {
+      setTimeout(() => {
+        this.nextWrite = undefined;
+        try {
+          this.write();
+          resolve();
+        } catch (e) {
+          reject(e as Error);
+        }
+      }, Math.max(0, this.lastWriteAt + WRITE_INTERVAL_MS - Date.now()));
+    });
+    return this.nextWrite;
   }
 
   private write(): void {
-    this.writePending = false;
+    this.lastWriteAt = Date.now();
     mkdirSync(dirname(this.file), { recursive: true });
     const tmp = `${this.file}.tmp`;
     writeFileSync(tmp, JSON.stringify(this.all()));

@@ -1,0 +1,29 @@
+// V8's young generation for the daemons (`drover serve`, `drover agent`). By default it grows
+// to two 16 MiB semi-spaces once a burst of work has run, and it never shrinks back: about
+// 30 MiB of RSS for a process that mostly waits next to the processes it supervises. It is
+// capped here instead, with the one heap setting V8 still reads after start-up (the growth
+// factor: `--max-semi-space-size` only counts when the isolate is made, before any code of
+// ours runs). The measurements are in docs/benchmarks.md, section 3 (c).
+
+import { PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+
+/** new space (both semi-spaces) at which growth stops */
+const YOUNG_GENERATION_CAP_BYTES = 4 * 1024 * 1024;
+
+const newSpaceBytes = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+
+export function capYoungGeneration(): void {
+  // Until the cap, V8 grows the young generation as usual (start-up allocates a lot and
+  // runs faster with room); from there on it stays. The check runs after collections,
+  // which is when V8 grows the space, and when a worker thread (e.g. SQLite's
+  // checkpointer) is up: V8 puts the factor back to its default (2) whenever it makes an
+  // isolate. Growth in between (the store opens in start-up's busiest stretch) is kept;
+  // V8's memory reducer shrinks the space once the daemon idles, and then it stays small.
+  const check = () => {
+    if (newSpaceBytes() >= YOUNG_GENERATION_CAP_BYTES) setFlagsFromString('--semi-space-growth-factor=1');
+  };
+  check();
+  new PerformanceObserver(check).observe({ entryTypes: ['gc'] });
+  process.on('worker', (worker) => worker.once('online', check));
+}
