@@ -1,9 +1,9 @@
-// V8's young generation for the daemons (`drover serve`, `drover agent`). By default it grows
-// to two 16 MiB semi-spaces once a burst of work has run, and it never shrinks back: about
-// 30 MiB of RSS for a process that mostly waits next to the processes it supervises. It is
-// capped here instead, with the one heap setting V8 still reads after start-up (the growth
-// factor: `--max-semi-space-size` only counts when the isolate is made, before any code of
-// ours runs). The measurements are in docs/benchmarks.md, section 3 (c).
+// V8 heap sizing for the daemons (`drover serve`, `drover agent`), processes that mostly wait
+// next to the processes they supervise. V8's defaults favour speed: the young generation grows
+// to two 16 MiB semi-spaces once a burst of work has run and never shrinks back, and the old
+// generation may grow to several times what is live before it is collected. Both are set
+// here with flags V8 reads while it runs (`--max-semi-space-size` and the like only count when
+// the isolate is made, before any code of ours runs). Measurements: docs/benchmarks.md, 3 (c).
 
 import { PerformanceObserver } from 'node:perf_hooks';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
@@ -26,4 +26,12 @@ export function capYoungGeneration(): void {
   check();
   new PerformanceObserver(check).observe({ entryTypes: ['gc'] });
   process.on('worker', (worker) => worker.once('online', check));
+}
+
+/**
+ * After start-up (which runs faster with room): each major collection lets the old
+ * generation grow to 1.3× what survived it, instead of V8's own factor (up to 4× on small heaps).
+ */
+export function tightenOldGeneration(): void {
+  setFlagsFromString('--heap-growing-percent=30');
 }
