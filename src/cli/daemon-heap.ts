@@ -5,7 +5,9 @@
 // here with flags V8 reads while it runs (`--max-semi-space-size` and the like only count when
 // the isolate is made, before any code of ours runs). Measurements: docs/benchmarks.md, 3 (c).
 
-import { PerformanceObserver } from 'node:perf_hooks';
+import { subscribe } from 'node:diagnostics_channel';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /** new space (both semi-spaces) at which growth stops */
@@ -16,16 +18,33 @@ const newSpaceBytes = () => getHeapSpaceStatistics().find((s) => s.space_name ==
 export function capYoungGeneration(): void {
   // Until the cap, V8 grows the young generation as usual (start-up allocates a lot and
   // runs faster with room); from there on it stays. The check runs after collections,
-  // which is when V8 grows the space, and when a worker thread (e.g. SQLite's
-  // checkpointer) is up: V8 puts the factor back to its default (2) whenever it makes an
-  // isolate. Growth in between (the store opens in start-up's busiest stretch) is kept;
-  // V8's memory reducer shrinks the space once the daemon idles, and then it stays small.
+  // which is when V8 grows the space.
   const check = () => {
     if (newSpaceBytes() >= YOUNG_GENERATION_CAP_BYTES) setFlagsFromString('--semi-space-growth-factor=1');
   };
   check();
   new PerformanceObserver(check).observe({ entryTypes: ['gc'] });
-  process.on('worker', (worker) => worker.once('online', check));
+  // V8 puts the factor back to its default (2) whenever it makes an isolate: a worker thread,
+  // e.g. SQLite's checkpointer, which starts in start-up's busiest stretch, where the space
+  // grew to 16 MiB before the next check. So the main thread waits (at most 100 ms, once per
+  // worker) until the worker's isolate is being made, then checks again; 'online' is the
+  // fallback. Growth that slips through stays until V8's memory reducer shrinks the space.
+  subscribe('worker_threads', (message) => {
+    const { worker } = message as { worker: Worker };
+    waitForIsolate(worker);
+    check();
+    worker.once('online', check);
+  });
+}
+
+const nap = new Int32Array(new SharedArrayBuffer(4));
+const sleepMs = (ms: number) => Atomics.wait(nap, 0, 0, ms);
+
+/** Node fills in a worker's resource limits just before it makes the worker's isolate. */
+function waitForIsolate(worker: Worker): void {
+  const until = performance.now() + 100;
+  while (!(worker.resourceLimits?.maxYoungGenerationSizeMb! > 0) && performance.now() < until) sleepMs(1);
+  sleepMs(2);
 }
 
 /**
