@@ -15,7 +15,8 @@ import { lstat, mkdir, readFile, realpath, rename, rm, symlink, writeFile } from
 import { join, posix, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import yauzl from 'yauzl';
+// yauzl loads with the first attachment: most desired LRPs have none.
+import type yauzl from 'yauzl';
 import type { Action } from '../model/lrp.js';
 
 export const ZIP_LIMITS = {
@@ -88,7 +89,7 @@ async function walkZip(zip: Buffer, sink: (item: ZipItem, open?: Open) => Promis
   if (zip.length > limits.maxZipBytes) throw new ZipRejected(`the archive is ${zip.length} bytes, more than the ${limits.maxZipBytes} allowed`);
   let zipfile: yauzl.ZipFile;
   try {
-    zipfile = await yauzl.fromBufferPromise(zip, { lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: true });
+    zipfile = await (await import('yauzl')).default.fromBufferPromise(zip, { lazyEntries: true, autoClose: false, validateEntrySizes: true, decodeStrings: true });
   } catch (e) {
     throw new ZipRejected(`not a zip archive (${(e as Error).message})`);
   }

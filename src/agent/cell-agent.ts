@@ -293,8 +293,11 @@ export class CellAgent {
     const recorded = this.records.put(record);
     const s: Supervised = { record, proc, key, stopping: false };
     this.supervise(s);
-    const started = await waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env: cmd.env });
-    await recorded;
+    // reported started only once it is on disk too (written while the start window runs)
+    const [started] = await Promise.all([
+      waitUntilStarted(proc, { startWindowMs: this.opts.startWindowMs, startTimeoutMs: desired.startTimeoutMs, healthCheck: desired.healthCheck, env: cmd.env }),
+      recorded,
+    ]);
     if (started && !s.stopping) await this.starts.add({ key, instanceKey: ik, netInfo: this.netInfo() });
     else if (!started && proc.alive()) await this.stopProcess(s); // unhealthy: the exit watcher reports the crash
   }

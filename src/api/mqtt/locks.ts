@@ -115,6 +115,10 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
     reconnectPeriod: 1000,
     // subscriptions are made on every connect (below), also after a broker restart
     resubscribe: false,
+    // mqtt-packet otherwise builds, on its first write, 65,536 two-byte Buffers of packet ids and
+    // lengths and keeps them: 6.5 MiB of heap. The setting is process-wide (the embedded broker
+    // shares the module); a 2-byte Buffer per write costs next to nothing.
+    writeCache: false,
   });
 
   const handle = async (topic: string, message: Buffer) => {
