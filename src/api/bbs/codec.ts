@@ -345,9 +345,10 @@ function jsonToWire(type: protobuf.Type, json: Obj, path: string): Obj {
       out[f.name] = jsonToWire(subType(f), json, path); // its fields are on this object
       continue;
     }
-    const p = path ? `${path}.${f.protoName}` : f.protoName;
     const v = json[f.protoName]; // keys are snake_case; others are ignored
     if (v == null) continue; // null is absent, as for Go's encoding/json
+    // built only for present fields: most of a DesiredLRP's ~40 fields are absent in a desire
+    const p = path ? `${path}.${f.protoName}` : f.protoName;
     const inner = wrappedField(f);
     if (inner) out[f.name] = { [inner.name]: mapFromJson(inner, v, p) };
     else if (f.map) out[f.name] = mapFromJson(f, v, p);
