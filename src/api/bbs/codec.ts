@@ -193,7 +193,13 @@ function wireToInternal(type: protobuf.Type, wire: Obj): Obj {
       else out[f.name] = sub;
       continue;
     }
-    const v = wire[f.name] ?? defaultOf(f);
+    const w = wire[f.name];
+    if (w == null && !f.repeated && !f.map && !f.bytes) {
+      const absent = absentValue(f);
+      if (absent !== null) out[f.name] = absent;
+      continue;
+    }
+    const v = w ?? defaultOf(f);
     if (v == null) continue;
     const inner = wrappedField(f);
     if (inner) out[f.name] = mapToInternal(inner, ((v as Obj)[inner.name] as Obj | null) ?? {});
@@ -202,6 +208,19 @@ function wireToInternal(type: protobuf.Type, wire: Obj): Obj {
     else out[f.name] = valueToInternal(f, v);
   }
   return out;
+}
+
+// What an absent single field reads as internally (null: it stays absent). Asked for most
+// fields of every decoded request, so computed once per field; only immutable values qualify
+// (the callers leave out repeated, map and bytes fields, which get fresh objects).
+const absentValues = new WeakMap<protobuf.Field, unknown>();
+
+function absentValue(f: protobuf.Field): unknown {
+  if (absentValues.has(f)) return absentValues.get(f);
+  const zero = defaultOf(f);
+  const value = zero == null ? null : valueToInternal(f, zero);
+  absentValues.set(f, value);
+  return value;
 }
 
 function mapToInternal(f: protobuf.Field, m: Obj): Obj {
@@ -345,9 +364,10 @@ function jsonToWire(type: protobuf.Type, json: Obj, path: string): Obj {
       out[f.name] = jsonToWire(subType(f), json, path); // its fields are on this object
       continue;
     }
-    const p = path ? `${path}.${f.protoName}` : f.protoName;
     const v = json[f.protoName]; // keys are snake_case; others are ignored
     if (v == null) continue; // null is absent, as for Go's encoding/json
+    // built only for present fields: most of a DesiredLRP's ~40 fields are absent in a desire
+    const p = path ? `${path}.${f.protoName}` : f.protoName;
     const inner = wrappedField(f);
     if (inner) out[f.name] = { [inner.name]: mapFromJson(inner, v, p) };
     else if (f.map) out[f.name] = mapFromJson(f, v, p);
