@@ -56,7 +56,23 @@ interface Server {
   url: string;
 }
 
-async function post(server: Server, path: string, body: object, method = 'POST'): Promise<{ status: number; body: Json }> {
+/** Requests sent and not yet settled: the store is checked only once each has its outcome. */
+const inFlight = new Set<Promise<unknown>>();
+
+/** Waits until every request sent so far has settled and its writer has recorded the outcome. */
+async function requestsSettled(): Promise<void> {
+  await Promise.allSettled([...inFlight]);
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+function post(server: Server, path: string, body: object, method = 'POST'): Promise<{ status: number; body: Json }> {
+  const request = send(server, path, body, method);
+  inFlight.add(request);
+  void request.catch(() => undefined).finally(() => inFlight.delete(request));
+  return request;
+}
+
+async function send(server: Server, path: string, body: object, method: string): Promise<{ status: number; body: Json }> {
   if (!server.url) throw new NoAnswer(false, 'server down');
   let res: Response;
   let text: string;
@@ -283,6 +299,8 @@ async function crashRun(fixture: StoreFixture): Promise<void> {
       server.url = '';
       await killCli(victim, 'SIGKILL');
       figures.kills++;
+      // a request answered just before the kill may not have reached its writer yet
+      await requestsSettled();
       await checkStore();
       await startServer();
     }
