@@ -602,6 +602,10 @@ for (const storeKind of ['sqlite', 'postgres'] as const) {
       });
 
       it('removes an instance only for the cell that owns it', async () => {
+        const unclaimed = await api.actual('web', 1);
+        assert.equal(unclaimed.state, 'UNCLAIMED');
+        await refused(() => api.removeActual('web', 1, ik('ig-other', 'cell-b')), 'ActualLRPCannotBeRemoved');
+        assert.deepEqual(await api.actual('web', 1), unclaimed, 'a refused remove leaves the instance as it was');
         const before = await api.actual('web', 0);
         assert.equal(before.state, 'RUNNING');
         await refused(() => api.removeActual('web', 0, ik('ig-other', 'cell-b')), 'ActualLRPCannotBeRemoved');

@@ -116,9 +116,16 @@ export function requestStop(a: ActualLrp, now: number): ActualLrp {
 }
 
 /** The cell-side remove: only the owning cell may remove a claimed or running instance. */
+/**
+ * A cell removes only its own instance: a claimed or running one needs its instance key, and
+ * a key given for any other state must match too (an UNCLAIMED instance has none), so a cell
+ * that lost an instance to re-placement cannot remove what replaced it.
+ */
 export function checkRemovable(a: ActualLrp, k: ActualLrpInstanceKey): void {
-  if ((a.state === 'CLAIMED' || a.state === 'RUNNING') && !sameInstance(a, k)) {
-    fail('cannot_remove', `${describe(a)} belongs to cell ${a.actualLrpInstanceKey.cellId}`);
+  const keyGiven = k.instanceGuid !== '' || k.cellId !== '';
+  if ((keyGiven || isActive(a)) && !sameInstance(a, k)) {
+    const owner = a.actualLrpInstanceKey.cellId;
+    fail('cannot_remove', owner ? `${describe(a)} belongs to cell ${owner}` : `${describe(a)} is claimed by no cell, not by ${k.cellId || k.instanceGuid}`);
   }
 }
 
