@@ -140,7 +140,7 @@ function isUniqueViolation(e: unknown): boolean {
 class SqlQueries implements StoreTx {
   constructor(
     protected readonly db: Db,
-    private readonly hot: HotStatements,
+    protected readonly hot: HotStatements,
     protected readonly readArrays: ArrayReader | undefined,
   ) {}
 
@@ -408,7 +408,6 @@ class SqlQueries implements StoreTx {
 }
 
 export class SqlStore extends SqlQueries implements Store {
-  private readonly hotStatements: HotStatements;
   /** SQLite only (see group-commit.ts); PostgreSQL runs each transaction on its own connection */
   private readonly groupCommit?: GroupCommit;
 
@@ -418,9 +417,7 @@ export class SqlStore extends SqlQueries implements Store {
     /** SQLite only: direct access to the connection for the paths that need it */
     private readonly sqlite?: SqliteDirect,
   ) {
-    const hot = compileHotStatements(kysely);
-    super(kysely, hot, sqlite?.readArrays);
-    this.hotStatements = hot;
+    super(kysely, compileHotStatements(kysely), sqlite?.readArrays);
     if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 
@@ -447,7 +444,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.hotStatements, this.readArrays));
+      return fn(new SqlQueries(trx, this.hot, this.readArrays));
     };
     return this.groupCommit ? this.groupCommit.run(work) : this.kysely.transaction().execute(work);
   }
