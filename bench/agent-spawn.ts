@@ -9,7 +9,7 @@
 //       daemon's RSS with 200 processes.
 //
 //   node dist/bench/agent-spawn.js [--parts a,b,c] [--rounds 3] [--instances 200]
-//        [--small-window 20] [--crash-instances 8] [--rss-instances 1000] [--spawn-threads N]
+//        [--small-window 20] [--crash-instances 8] [--rss-instances 1000] [--inline-spawn]
 //
 // Every `sleep` carries a unique marker as a second argument (GNU sleep adds its arguments:
 // `sleep 1000 0.000<digits>`), which is how processes are found and, at the end, cleaned up
@@ -56,13 +56,13 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
 }
 
-/** the embedded agent's spawner threads; '' = Drover's default */
-const SPAWN_THREADS = arg('spawn-threads', '');
+/** --inline-spawn: the embedded agent spawns on its own thread instead of through drover-spawner */
+const SPAWN_MODE = process.argv.includes('--inline-spawn') ? 'inline' : 'helper';
 
 // --------------------------------------------------------------------- child modes
 
-async function serveDrover(dataDir: string, startWindowMs: number, spawnThreads: number | undefined): Promise<void> {
-  const drover = await startDrover({ dataDir, http: '127.0.0.1:0', agent: true, logLevel: 'silent', startWindowMs, spawnThreads });
+async function serveDrover(dataDir: string, startWindowMs: number, spawnHelper: boolean): Promise<void> {
+  const drover = await startDrover({ dataDir, http: '127.0.0.1:0', agent: true, logLevel: 'silent', startWindowMs, spawnHelper });
   process.stdout.write(`READY ${drover.url}\n`);
   process.once('SIGTERM', () => {
     void drover.close().then(() => process.exit(0));
@@ -213,7 +213,7 @@ async function spawnDrover(n: number, windowMs: number): Promise<SpawnTiming> {
   const marker = nextMarker();
   let srv: ChildServer | undefined;
   try {
-    srv = await startChildServer(SELF, ['--serve-drover', dir, String(windowMs), SPAWN_THREADS]);
+    srv = await startChildServer(SELF, ['--serve-drover', dir, String(windowMs), SPAWN_MODE]);
     await waitForCell(srv.url);
     const guid = `spawn-${randomTag(3)}`;
     const pid = srv.child.pid!;
@@ -326,7 +326,7 @@ async function crashDrover(k: number, crashes: number): Promise<CrashResult> {
   const markers = Array.from({ length: k }, () => nextMarker());
   let srv: ChildServer | undefined;
   try {
-    srv = await startChildServer(SELF, ['--serve-drover', dir, '200', SPAWN_THREADS]);
+    srv = await startChildServer(SELF, ['--serve-drover', dir, '200', SPAWN_MODE]);
     const url = srv.url;
     await waitForCell(url);
     const tag = randomTag(3);
@@ -538,7 +538,7 @@ export async function main(): Promise<void> {
 }
 
 const mode = process.argv[2];
-if (mode === '--serve-drover') await serveDrover(process.argv[3]!, Number(process.argv[4]), process.argv[5] ? Number(process.argv[5]) : undefined);
+if (mode === '--serve-drover') await serveDrover(process.argv[3]!, Number(process.argv[4]), process.argv[5] !== 'inline');
 else if (mode === '--respawn-parent') respawnParent();
 else if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   await main();

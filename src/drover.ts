@@ -37,8 +37,8 @@ export interface DroverOptions {
   cellTtlMs: number;
   convergeIntervalMs: number;
   startWindowMs: number;
-  /** the in-process agent's spawner threads (0: it spawns on the main thread) */
-  spawnThreads?: number;
+  /** false: the in-process agent starts processes on the main thread, not through drover-spawner */
+  spawnHelper?: boolean;
   /** the largest request body over HTTP (BBS, Era, Arrowhead locks) and HTTPS (GENI), in bytes */
   bodyLimit: number;
   /** the largest MQTT (Arrowhead) or AMQP (MANO) request message decoded, in bytes */
@@ -200,7 +200,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
           dataDir: joinPath(dataDir, 'cells', options.cellId),
           ttlMs: options.cellTtlMs,
           startWindowMs: options.startWindowMs,
-          spawnThreads: options.spawnThreads ?? DEFAULT_AGENT_OPTIONS.spawnThreads,
+          spawnHelper: options.spawnHelper ?? DEFAULT_AGENT_OPTIONS.spawnHelper,
         },
         log.child({ cell: options.cellId }),
       )

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
 import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
 import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, startProcess, stopProcessGroup, type ProcessSpec, type RunningProcess } from './executor.js';
-import { SpawnPool } from './spawn-pool.js';
+import { SpawnHelper } from './spawn-helper.js';
 import { InstanceRecords, type InstanceRecord } from './records.js';
 import { waitUntilStarted } from './start-check.js';
 import type { CellControlPlane, InstanceClaim, InstanceStart } from './control-plane.js';
@@ -27,8 +27,8 @@ export interface CellAgentOptions {
   syncIntervalMs: number;
   logMaxBytes: number;
   logKeep: number;
-  /** spawner threads, started as needed; 0: spawn on the agent's own thread, one at a time */
-  spawnThreads: number;
+  /** start processes through drover-spawner (spawn-helper.ts); false: on the agent's own thread */
+  spawnHelper: boolean;
 }
 
 export const DEFAULT_AGENT_OPTIONS = {
@@ -37,7 +37,7 @@ export const DEFAULT_AGENT_OPTIONS = {
   syncIntervalMs: 2000,
   logMaxBytes: 10 * 1024 * 1024,
   logKeep: 3,
-  spawnThreads: 2,
+  spawnHelper: true,
   placementTags: [] as string[],
 };
 
@@ -68,7 +68,7 @@ export class CellAgent {
   /** instances with operations in flight (how many), so a sync never acts on them twice */
   private readonly busy = new Map<string, number>();
   private readonly records: InstanceRecords;
-  private readonly spawner: SpawnPool | undefined;
+  private readonly spawner: SpawnHelper | undefined;
   /** claims and start reports of instances started side by side go in shared requests */
   private readonly claims: Batcher<InstanceClaim, DesiredLrp | undefined>;
   private readonly starts: Batcher<InstanceStart, void>;
@@ -85,7 +85,9 @@ export class CellAgent {
     private readonly log: Logger,
   ) {
     this.records = new InstanceRecords(join(opts.dataDir, 'instances.json'));
-    this.spawner = opts.spawnThreads > 0 ? new SpawnPool(opts.spawnThreads) : undefined;
+    const helper = opts.spawnHelper && SpawnHelper.available();
+    if (opts.spawnHelper && !helper) log.warn('drover-spawner was not built: the agent starts processes on its own thread (slower)');
+    this.spawner = helper ? new SpawnHelper() : undefined;
     this.claims = new Batcher<InstanceClaim, DesiredLrp | undefined>(async (items) => {
       const { errors, desiredLrps } = await cp.claimMany(items);
       return items.map((c, i) => errors[i] ?? desiredLrps.find((d) => d.processGuid === c.key.processGuid));
@@ -168,7 +170,7 @@ export class CellAgent {
    * its spawn and its supervision.
    */
   private sweepUntracked(): void {
-    // A spawner thread may have started a process whose pid has not reached this thread yet.
+    // The spawner may have started a process whose pid has not reached the agent yet.
     if (this.spawner && this.spawner.spawning > 0) return;
     const tracked = new Set([...this.running.values()].map((s) => s.record.pgid));
     for (const p of processesWithEnv(AGENT_MARKER, resolve(this.opts.dataDir))) {
