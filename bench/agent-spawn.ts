@@ -24,6 +24,7 @@ import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { startDrover } from '../src/drover.js';
 import {
+  childNamed,
   cmdline,
   cpuMs,
   freePort,
@@ -154,6 +155,17 @@ async function pm2Shutdown(): Promise<void> {
 
 // --------------------------------------------------------------------- Drover helpers
 
+/**
+ * Drover's supervisor is two processes: the daemon and drover-spawner, the small program its
+ * agent starts processes through (started on first use). Both count, for CPU and for RSS.
+ */
+function droverTree(pid: number): number[] {
+  const spawner = childNamed(pid, 'drover-spawner');
+  return spawner === undefined ? [pid] : [pid, spawner];
+}
+const droverCpuMs = (pid: number) => droverTree(pid).reduce((sum, p) => sum + cpuMs(p), 0);
+const droverRssKb = (pid: number) => droverTree(pid).reduce((sum, p) => sum + rssKb(p), 0);
+
 interface JsonActual {
   process_guid?: string;
   index?: number;
@@ -217,13 +229,13 @@ async function spawnDrover(n: number, windowMs: number): Promise<SpawnTiming> {
     await waitForCell(srv.url);
     const guid = `spawn-${randomTag(3)}`;
     const pid = srv.child.pid!;
-    const cpu0 = cpuMs(pid);
+    const cpu0 = droverCpuMs(pid);
     const t0 = performance.now();
     await desire(srv.url, guid, n, marker);
     const { existMs, readyMs } = await timeStart(t0, n, marker, 180_000, async () =>
       (await actuals(srv!.url, guid)).filter((a) => a.state === 'RUNNING').length >= n,
     );
-    return { existMs, readyMs, cpuMs: cpuMs(pid) - cpu0 };
+    return { existMs, readyMs, cpuMs: droverCpuMs(pid) - cpu0 };
   } finally {
     if (srv) await srv.stop();
     await killByMarker(marker);
@@ -413,7 +425,7 @@ async function rssDrover(n: number): Promise<RssResult> {
     }, 30_000, 50);
     await waitForCell(url);
     await sleep(1000);
-    const idleRssKb = rssKb(child.pid!);
+    const idleRssKb = droverRssKb(child.pid!);
     const guid = `rss-${randomTag(3)}`;
     const t0 = performance.now();
     await desire(url, guid, n, marker);
@@ -421,7 +433,7 @@ async function rssDrover(n: number): Promise<RssResult> {
     await sleep(2000); // let the post-start syncs settle
     const samples: number[] = [];
     for (let i = 0; i < 5; i++) {
-      samples.push(rssKb(child.pid!));
+      samples.push(droverRssKb(child.pid!));
       await sleep(1000);
     }
     return { instances: n, idleRssKb, rssKb: median(samples), hwmKb: hwmKb(child.pid!), allRunningMs };

@@ -123,6 +123,20 @@ export function rssKb(pid: number): number {
   }
 }
 
+/** A direct child of `parent` running `comm` (the name /proc/<pid>/stat shows), or undefined. */
+export function childNamed(parent: number, comm: string): number | undefined {
+  for (const pid of listPids()) {
+    try {
+      const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      const ppid = Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === parent && text.slice(text.indexOf('(') + 1, text.lastIndexOf(')')) === comm) return pid;
+    } catch {
+      // gone
+    }
+  }
+  return undefined;
+}
+
 /** CPU time (user + system) a process has used so far, in ms (from /proc/<pid>/stat, 10 ms ticks). */
 export function cpuMs(pid: number): number {
   try {

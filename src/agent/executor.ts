@@ -44,7 +44,7 @@ export interface RunningProcess {
 const GROUP_POLL_MS = 20;
 const ADOPTED_POLL_MS = 100;
 
-/** What a spawner thread needs: plain data, so it can be posted to a worker. */
+/** What a spawner needs: plain data, so it can be sent to drover-spawner (spawn-helper.ts). */
 export interface SpawnRequest {
   path: string;
   args: string[];
@@ -67,14 +67,14 @@ export interface Spawned {
   exited: Promise<RawExit>;
 }
 
-/** Starts `spec` somewhere (this thread or a spawner thread) and says how it went. */
+/** Starts `spec` somewhere (this thread or drover-spawner) and says how it went. */
 export type Spawner = (request: SpawnRequest) => Promise<Spawned>;
 
 /**
- * Spawns in the calling thread, which Node blocks until the child has exec'd (about 20 ms
- * on a loaded VM): spawner threads call this so that several of those waits overlap.
+ * Spawns in the calling thread, which Node blocks until the child has exec'd: the fallback
+ * when drover-spawner was not built, and what the executor's own tests run.
  */
-export function spawnDetached(req: SpawnRequest): Spawned {
+function spawnDetached(req: SpawnRequest): Spawned {
   let fd: number | undefined;
   try {
     mkdirSync(dirname(req.logFile), { recursive: true });
@@ -112,7 +112,7 @@ export function spawnProcess(spec: ProcessSpec): RunningProcess {
   return running(startedAt, spec, spawnDetached(req));
 }
 
-/** Runs `spec` through `spawner` (a spawner thread: this thread goes on meanwhile). */
+/** Runs `spec` through `spawner` (drover-spawner: this thread goes on meanwhile). */
 export async function startProcess(spec: ProcessSpec, spawner: Spawner): Promise<RunningProcess> {
   const startedAt = Date.now();
   const req = spawnRequest(spec);

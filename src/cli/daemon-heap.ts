@@ -25,7 +25,7 @@ export function capYoungGeneration(): void {
   check();
   new PerformanceObserver(check).observe({ entryTypes: ['gc'] });
   // V8 puts the factor back to its default (2) whenever it makes an isolate (a worker thread:
-  // SQLite's checkpointer, the agent's spawner threads), so check again once a worker runs.
+  // SQLite's checkpointer), so check again once a worker runs.
   // Growth that slips through in between stays until V8's memory reducer shrinks the space.
   subscribe('worker_threads', (message) => {
     const { worker } = message as { worker: Worker };

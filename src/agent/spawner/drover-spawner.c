@@ -127,11 +127,45 @@ static size_t fields_of(char *frame, size_t len, char **fields) {
   return n;
 }
 
+/*
+ * Children between fork and exec, with the close-on-exec pipe that tells how the exec went.
+ * The next fork does not wait for it: the execs of a burst of starts run side by side.
+ */
+#define MAX_LAUNCHING 1024
+static struct launching {
+  unsigned long id;
+  pid_t pid;
+  int pipe_fd; /* -1 once read */
+  int failed;  /* F sent: its exit is not reported */
+} launching[MAX_LAUNCHING];
+static size_t n_launching;
+
+static void forget(size_t i) { launching[i] = launching[--n_launching]; }
+
+/* Reads the outcome of entry i's exec, once its pipe is readable or the child is gone. */
+static void settle(size_t i) {
+  struct launching *l = &launching[i];
+  struct failure fl;
+  ssize_t r;
+  do r = read(l->pipe_fd, &fl, sizeof fl);
+  while (r < 0 && errno == EINTR);
+  close(l->pipe_fd);
+  l->pipe_fd = -1;
+  if (r == (ssize_t)sizeof fl) {
+    report("F %lu %d %s\n", l->id, fl.err, STEPS[fl.step]);
+    l->failed = 1; /* kept until reaped, so that no exit is reported for it */
+  } else {
+    /* Closed unread: the exec succeeded. */
+    report("S %lu %d\n", l->id, (int)l->pid);
+    forget(i);
+  }
+}
+
 static void spawn_frame(char *frame, size_t len) {
   static char *f[MAX_FIELDS + 1];
   size_t n = fields_of(frame, len, f);
   if (n < 8) return;
-  const char *id = f[0];
+  unsigned long id = strtoul(f[0], NULL, 10);
   size_t argc = strtoul(f[6], NULL, 10);
   if (argc < 1 || 7 + argc >= n) return;
   size_t envc = strtoul(f[7 + argc], NULL, 10);
@@ -143,28 +177,20 @@ static void spawn_frame(char *frame, size_t len) {
   f[7 + argc] = NULL;
 
   int pipe_fds[2];
-  pid_t pid = -1;
-  struct failure fl = {0, STEP_FORK};
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    fl.err = errno;
-  } else {
-    pid = fork();
-    if (pid == 0) child(pipe_fds[1], strtol(f[1], NULL, 10), strtol(f[2], NULL, 10), f[3], f[4], f[5], argv, envp);
-    if (pid < 0) fl.err = errno;
-    close(pipe_fds[1]);
-    /* Closed unread by a successful exec; otherwise it carries the failure. */
-    ssize_t r;
-    do r = read(pipe_fds[0], &fl, sizeof fl);
-    while (r < 0 && errno == EINTR);
-    close(pipe_fds[0]);
-    if (pid > 0 && r == (ssize_t)sizeof fl) {
-      /* Reaped here so that no exit is reported for a child that never started. */
-      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
-      pid = -1;
-    }
+    report("F %lu %d %s\n", id, errno, STEPS[STEP_FORK]);
+    return;
   }
-  if (pid > 0) report("S %s %d\n", id, (int)pid);
-  else report("F %s %d %s\n", id, fl.err, STEPS[fl.step]);
+  pid_t pid = fork();
+  if (pid == 0) child(pipe_fds[1], strtol(f[1], NULL, 10), strtol(f[2], NULL, 10), f[3], f[4], f[5], argv, envp);
+  int fork_errno = errno;
+  close(pipe_fds[1]);
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    report("F %lu %d %s\n", id, fork_errno, STEPS[STEP_FORK]);
+    return;
+  }
+  launching[n_launching++] = (struct launching){id, pid, pipe_fds[0], 0};
 }
 
 static void read_frames(void) {
@@ -178,7 +204,7 @@ static void read_frames(void) {
   if (r <= 0) exit(0); /* the agent closed its end: leave the children running */
   inlen += (size_t)r;
   size_t at = 0;
-  while (inlen - at >= 4) {
+  while (inlen - at >= 4 && n_launching < MAX_LAUNCHING) {
     uint32_t len;
     memcpy(&len, inbuf + at, 4);
     if (len > MAX_FRAME) exit(2);
@@ -196,6 +222,16 @@ static void reap(int sig_fd) {
   int status;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    size_t i = 0;
+    while (i < n_launching && launching[i].pid != pid) i++;
+    if (i < n_launching) {
+      /* Its start is reported before its exit; one that never started has no exit. */
+      if (launching[i].pipe_fd >= 0) settle(i);
+      if (i < n_launching && launching[i].pid == pid && launching[i].failed) {
+        forget(i);
+        continue;
+      }
+    }
     if (WIFEXITED(status)) report("X %d %d -\n", (int)pid, WEXITSTATUS(status));
     else if (WIFSIGNALED(status)) report("X %d - %d\n", (int)pid, WTERMSIG(status));
   }
@@ -210,11 +246,22 @@ int main(void) {
   if (sig_fd < 0) return 1;
   fcntl(0, F_SETFD, FD_CLOEXEC);
   fcntl(1, F_SETFD, FD_CLOEXEC);
-  struct pollfd fds[2] = {{.fd = 0, .events = POLLIN}, {.fd = sig_fd, .events = POLLIN}};
+  static struct pollfd fds[2 + MAX_LAUNCHING];
   for (;;) {
-    if (poll(fds, 2, -1) < 0) {
+    /* stdin is read only while there is room for more launching children */
+    fds[0] = (struct pollfd){.fd = n_launching < MAX_LAUNCHING ? 0 : -1, .events = POLLIN};
+    fds[1] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
+    size_t n_watched = n_launching;
+    for (size_t i = 0; i < n_watched; i++) fds[2 + i] = (struct pollfd){.fd = launching[i].pipe_fd, .events = POLLIN};
+    if (poll(fds, 2 + n_watched, -1) < 0) {
       if (errno == EINTR) continue;
       return 1;
+    }
+    /* Starts first, then exits (each start is reported before its exit), then new requests. */
+    for (size_t k = n_watched; k-- > 0;) {
+      if (!fds[2 + k].revents) continue;
+      for (size_t i = 0; i < n_launching; i++)
+        if (launching[i].pipe_fd == fds[2 + k].fd) settle(i);
     }
     if (fds[1].revents) reap(sig_fd);
     if (fds[0].revents) read_frames();
