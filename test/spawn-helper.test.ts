@@ -106,6 +106,17 @@ describe('drover-spawner', () => {
     assert.equal(spawner.spawning, 0);
   });
 
+  it('runs as the given user when the agent is root, without its supplementary groups', { skip: process.getuid?.() !== 0 }, async () => {
+    spawner = new SpawnHelper();
+    const passwd = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('nobody:'));
+    assert.ok(passwd);
+    const [, , uid, gid] = passwd.split(':');
+    // the log file is opened before the switch: the agent's data dir need not be writable by the user
+    const p = await start({ path: '/bin/sh', args: ['-c', 'id -u; id -g; id -G'], user: 'nobody' }, 'as-nobody');
+    assert.equal((await p.exited).code, 0);
+    assert.equal(log('as-nobody'), `${uid}\n${gid}\n${gid}\n`);
+  });
+
   it('reports the signal that killed a child', async () => {
     spawner = new SpawnHelper();
     const p = await sh('exec sleep 100', 'signalled');
