@@ -11,6 +11,7 @@
 
 import { connect, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type RecoveringChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DroverError, fail } from '../../model/errors.js';
 import type { Principal } from '../../model/principal.js';
@@ -99,7 +100,10 @@ export class ManoAmqpAdapter {
     private readonly identities: Identities,
     private readonly log: Logger,
     private readonly opts: AmqpAdapterOptions,
-  ) {}
+  ) {
+    // Every request waiting for its service listens for the stop: many in flight is normal.
+    setMaxListeners(0, this.stopping.signal);
+  }
 
   /** Starts connecting (retrying with back-off, also while the broker is down at start); see ready(). */
   async start(): Promise<void> {
