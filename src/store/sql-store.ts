@@ -13,7 +13,7 @@ import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 import { GroupCommit } from './group-commit.js';
-import { ACTUAL_COLUMNS, DESIRED_COLUMNS, actualUpdateParameters, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
+import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -57,7 +57,8 @@ function arrayToActualRow(a: unknown[]): ActualLrpRow {
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
 const WRITE_LOCK_KEY = 0x64726f766572;
 
-function actualToRow(a: ActualLrp): ActualLrpsTable {
+/** `netInfo`: the JSON of a.actualLrpNetInfo when the caller has it already */
+function actualToRow(a: ActualLrp, netInfo = JSON.stringify(a.actualLrpNetInfo)): ActualLrpsTable {
   return {
     process_guid: a.actualLrpKey.processGuid,
     idx: a.actualLrpKey.index,
@@ -73,7 +74,7 @@ function actualToRow(a: ActualLrp): ActualLrpsTable {
     since: a.since,
     mod_epoch: a.modificationTag.epoch,
     mod_index: a.modificationTag.index,
-    net_info: JSON.stringify(a.actualLrpNetInfo),
+    net_info: netInfo,
     stop_requested: a.stopRequested ? 1 : 0,
   };
 }
@@ -111,6 +112,37 @@ function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, 
     members.push(`${JSON.stringify(k)}:${(typeof v === 'object' && v !== null && written.get(v)) || JSON.stringify(v)}`);
   }
   return `{${members.join(',')}}`;
+}
+
+/**
+ * An actual_lrp_changed event's row holds `before` whole and, instead of a second whole copy
+ * as `after`, the top-level fields of `after` that are not those of `before`: a transition
+ * changes two to five of twelve. listEvents puts `after` back (eventPayload).
+ */
+const AFTER_CHANGES = 'afterChanges';
+
+/** The JSON of an actual_lrp_changed payload `{before, after}` with `after` as its changes; undefined for any other shape. */
+function changeJson(payload: Record<string, unknown>): string | undefined {
+  const { before, after, ...others } = payload;
+  if (!isPlainRecord(before) || !isPlainRecord(after) || Object.keys(others).length > 0) return undefined;
+  const changes: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== before[k]) changes[k] = v;
+  // a field `after` drops cannot be said as a change (JSON has no undefined): stored whole
+  for (const [k, v] of Object.entries(before)) if (v !== undefined && after[k] === undefined) return undefined;
+  return JSON.stringify({ before, [AFTER_CHANGES]: changes });
+}
+
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** An event's payload from its stored JSON (see changeJson). */
+function eventPayload(text: string): Record<string, unknown> {
+  const payload = JSON.parse(text) as Record<string, unknown>;
+  const changes = payload[AFTER_CHANGES];
+  if (!isPlainRecord(changes)) return payload;
+  const { [AFTER_CHANGES]: _, ...rest } = payload;
+  return { ...rest, after: { ...(payload.before as Record<string, unknown>), ...changes } };
 }
 
 const LOCK_SORT_COLUMNS = { id: 'id', owner: 'owner', serviceInstanceId: 'service_instance_id', expiresAt: 'expires_at' } as const;
@@ -251,7 +283,7 @@ class SqlQueries implements StoreTx {
 
   async listEvents(afterId: number, limit: number): Promise<DroverEvent[]> {
     const rows = await this.db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
-    return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: JSON.parse(r.payload) }));
+    return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: eventPayload(r.payload) }));
   }
 
   async lastEventId() {
@@ -290,8 +322,12 @@ class SqlQueries implements StoreTx {
     }
   }
 
-  async updateActualLrp(a: ActualLrp, expectedIndex: number) {
-    const result = await this.run(this.hot.updateActualLrp, actualUpdateParameters(actualToRow(a), expectedIndex));
+  async updateActualLrp(a: ActualLrp, before: ActualLrp) {
+    const old = actualToRow(before);
+    const row = actualToRow(a, a.actualLrpNetInfo === before.actualLrpNetInfo ? old.net_info : undefined);
+    // the tag is the compare-and-set's own column: always written
+    const columns = ACTUAL_UPDATE_COLUMNS.filter((c) => c === 'mod_index' || row[c] !== old[c]);
+    const result = await this.run(this.hot.updateActualLrp(columns), [...columns.map((c) => row[c]), row.process_guid, row.idx, before.modificationTag.index]);
     return Number(result.numAffectedRows) === 1;
   }
 
@@ -326,8 +362,9 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, payloadJson(payload, this.written)])).rows;
-    return Number(row!.id);
+    const text = (type === 'actual_lrp_changed' && changeJson(payload)) || payloadJson(payload, this.written);
+    const { rows, insertId } = await this.run<{ id: number }>(this.hot.appendEvent, [type, at, text]);
+    return Number(insertId ?? rows[0]!.id);
   }
 
   async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {
@@ -417,7 +454,7 @@ export class SqlStore extends SqlQueries implements Store {
     /** SQLite only: direct access to the connection for the paths that need it */
     private readonly sqlite?: SqliteDirect,
   ) {
-    super(kysely, compileHotStatements(kysely), sqlite?.readArrays);
+    super(kysely, compileHotStatements(kysely, kind), sqlite?.readArrays);
     if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 
