@@ -3,6 +3,7 @@
 
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
+import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
 import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, Presence, ActualLrpState } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
@@ -57,8 +58,17 @@ function arrayToActualRow(a: unknown[]): ActualLrpRow {
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
 const WRITE_LOCK_KEY = 0x64726f766572;
 
+/**
+ * The net info of every instance no cell runs (unclaimed, crashed): read back as the model's
+ * shared EMPTY_NET_INFO, as the state machine sets it, instead of parsing it row by row (a
+ * full convergence pass reads every instance).
+ */
+const EMPTY_NET_INFO_JSON = JSON.stringify(EMPTY_NET_INFO);
+
+const netInfoJson = (a: ActualLrp) => (a.actualLrpNetInfo === EMPTY_NET_INFO ? EMPTY_NET_INFO_JSON : JSON.stringify(a.actualLrpNetInfo));
+
 /** `netInfo`: the JSON of a.actualLrpNetInfo when the caller has it already */
-function actualToRow(a: ActualLrp, netInfo = JSON.stringify(a.actualLrpNetInfo)): ActualLrpsTable {
+function actualToRow(a: ActualLrp, netInfo = netInfoJson(a)): ActualLrpsTable {
   return {
     process_guid: a.actualLrpKey.processGuid,
     idx: a.actualLrpKey.index,
@@ -83,7 +93,7 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
   return {
     actualLrpKey: { processGuid: r.process_guid, index: Number(r.idx), domain: r.domain },
     actualLrpInstanceKey: { instanceGuid: r.instance_guid, cellId: r.cell_id },
-    actualLrpNetInfo: JSON.parse(r.net_info),
+    actualLrpNetInfo: r.net_info === EMPTY_NET_INFO_JSON ? EMPTY_NET_INFO : JSON.parse(r.net_info),
     crashCount: Number(r.crash_count),
     crashReason: r.crash_reason,
     state: r.state as ActualLrpState,
