@@ -108,13 +108,30 @@ for (const fixture of storeFixtures()) {
       await store.transaction((tx) => tx.deleteDesiredLrp('event-record'));
     });
 
+    it('gives back an actual LRP change event whole, though its row holds only what changed', async () => {
+      const a = newActualLrp({ processGuid: 'change-event', index: 0, domain: 'd1' }, 1_700_000_000_123);
+      const claimed = claim(a, { instanceGuid: 'i-1', cellId: 'cell-1' }, 1_700_000_000_999);
+      // a field that `after` drops cannot be a change: that payload is stored whole
+      const dropped = { before: { x: 1, y: 'y' }, after: { x: 2 } };
+      const [first] = await store.transaction(async (tx) => [
+        await tx.appendEvent('actual_lrp_changed', { before: a, after: claimed }, 1),
+        await tx.appendEvent('actual_lrp_changed', dropped, 2),
+        await tx.appendEvent('actual_lrp_changed', { before: a, after: a }, 3),
+      ]);
+      const events = await store.listEvents(first! - 1, 3);
+      assert.deepEqual(
+        events.map((e) => e.payload),
+        [{ before: a, after: claimed }, dropped, { before: a, after: a }].map((p) => JSON.parse(JSON.stringify(p))),
+      );
+    });
+
     it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {
       const a = newActualLrp({ processGuid: 'a', index: 0, domain: 'd1' }, 1_700_000_000_123);
       await store.transaction((tx) => tx.insertActualLrp(a));
       const claimed = claim(a, { instanceGuid: 'i-1', cellId: 'cell-1' }, 1_700_000_000_999);
-      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claimed, 0)), true);
+      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claimed, a)), true);
       // a writer that read index 0 is too late now
-      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claim(a, { instanceGuid: 'i-2', cellId: 'cell-2' }, 2), 0)), false);
+      assert.equal(await store.transaction((tx) => tx.updateActualLrp(claim(a, { instanceGuid: 'i-2', cellId: 'cell-2' }, 2), a)), false);
       const read = await store.getActualLrp('a', 0);
       assert.deepEqual(read, claimed);
       assert.equal((await store.listActualLrps({ cellId: 'cell-1' })).length, 1);

@@ -16,7 +16,7 @@ export async function loadActualLrp(tx: StoreTx, processGuid: string, index: num
 
 export async function saveActualLrp(tx: StoreTx, emit: Emit, before: ActualLrp, after: ActualLrp): Promise<ActualLrp> {
   if (after === before) return after;
-  if (!(await tx.updateActualLrp(after, before.modificationTag.index))) {
+  if (!(await tx.updateActualLrp(after, before))) {
     fail('conflict', `actual LRP ${before.actualLrpKey.processGuid}/${before.actualLrpKey.index} was modified concurrently`);
   }
   await emit('actual_lrp_changed', { before, after });

@@ -4,7 +4,7 @@
 // store's own dialect, and run as a compiled query with new parameters.
 
 import { CompiledQuery, type Kysely } from 'kysely';
-import type { ActualLrpsTable, Database, DesiredLrpsTable } from './schema.js';
+import type { ActualLrpsTable, Database, DesiredLrpsTable, Dialect } from './schema.js';
 
 export const DESIRED_COLUMNS = ['process_guid', 'domain', 'service_id', 'instances', 'data'] as const satisfies readonly (keyof DesiredLrpsTable)[];
 export const ACTUAL_COLUMNS = [
@@ -25,8 +25,9 @@ export const ACTUAL_COLUMNS = [
   'net_info',
   'stop_requested',
 ] as const satisfies readonly (keyof ActualLrpsTable)[];
-/** updateActualLrp sets every column but the key */
-const ACTUAL_UPDATE_COLUMNS = ACTUAL_COLUMNS.filter((c) => c !== 'process_guid' && c !== 'idx');
+/** the columns an actual LRP update may set: all but the key */
+export const ACTUAL_UPDATE_COLUMNS = ACTUAL_COLUMNS.filter((c) => c !== 'process_guid' && c !== 'idx');
+export type ActualUpdateColumn = (typeof ACTUAL_UPDATE_COLUMNS)[number];
 
 /** SQL texts; parameters in the order each comment gives. */
 export interface HotStatements {
@@ -34,9 +35,13 @@ export interface HotStatements {
   insertDesiredLrp: string;
   /** ACTUAL_COLUMNS */
   insertActualLrp: string;
-  /** ACTUAL_COLUMNS less process_guid and idx, then process_guid, idx, the expected mod_index */
-  updateActualLrp: string;
-  /** type, at, payload; returns id */
+  /**
+   * The compare-and-set of an actual LRP that sets only `columns` (a transition changes a few:
+   * SQLite rewrites the index entries of every indexed column an UPDATE sets, changed or not).
+   * Parameters: the values of `columns`, then process_guid, idx, the expected mod_index.
+   */
+  updateActualLrp(columns: readonly ActualUpdateColumn[]): string;
+  /** type, at, payload; PostgreSQL returns id, SQLite reports it as the insert id (cheaper than RETURNING) */
   appendEvent: string;
   /** process_guid */
   getDesiredLrp: string;
@@ -51,20 +56,25 @@ function template<C extends string>(columns: readonly C[]): Record<C, null> {
   return Object.fromEntries(columns.map((c) => [c, null])) as Record<C, null>;
 }
 
-export function compileHotStatements(db: Kysely<Database>): HotStatements {
+export function compileHotStatements(db: Kysely<Database>, dialect: Dialect): HotStatements {
   // The builders' value types are not null; only the compiled text is kept.
   const row = <C extends string>(columns: readonly C[]) => template(columns) as never;
+  // one text per set of columns: transitions set a handful of different sets
+  const updates = new Map<string, string>();
+  const appendEvent = db.insertInto('events').values({ type: '', at: 0, payload: '' });
   return {
     insertDesiredLrp: db.insertInto('desired_lrps').values(row(DESIRED_COLUMNS)).compile().sql,
     insertActualLrp: db.insertInto('actual_lrps').values(row(ACTUAL_COLUMNS)).compile().sql,
-    updateActualLrp: db
-      .updateTable('actual_lrps')
-      .set(row(ACTUAL_UPDATE_COLUMNS))
-      .where('process_guid', '=', '')
-      .where('idx', '=', 0)
-      .where('mod_index', '=', 0)
-      .compile().sql,
-    appendEvent: db.insertInto('events').values({ type: '', at: 0, payload: '' }).returning('id').compile().sql,
+    updateActualLrp(columns) {
+      const key = columns.join();
+      let text = updates.get(key);
+      if (text === undefined) {
+        text = db.updateTable('actual_lrps').set(row(columns)).where('process_guid', '=', '').where('idx', '=', 0).where('mod_index', '=', 0).compile().sql;
+        updates.set(key, text);
+      }
+      return text;
+    },
+    appendEvent: (dialect === 'sqlite' ? appendEvent : appendEvent.returning('id')).compile().sql,
     getDesiredLrp: db.selectFrom('desired_lrps').select('data').where('process_guid', '=', '').compile().sql,
     getActualLrp: db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', '').where('idx', '=', 0).compile().sql,
     listActualLrpsOf: db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', '').orderBy('idx').compile().sql,
@@ -74,8 +84,4 @@ export function compileHotStatements(db: Kysely<Database>): HotStatements {
 /** `sql` with these parameters, ready for `executeQuery`. */
 export function bind(sql: string, parameters: readonly unknown[]): CompiledQuery {
   return CompiledQuery.raw(sql, parameters as unknown[]);
-}
-
-export function actualUpdateParameters(row: ActualLrpsTable, expectedIndex: number): unknown[] {
-  return [...ACTUAL_UPDATE_COLUMNS.map((c) => row[c]), row.process_guid, row.idx, expectedIndex];
 }

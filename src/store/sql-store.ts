@@ -3,6 +3,7 @@
 
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
+import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
 import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, Presence, ActualLrpState } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
@@ -13,7 +14,7 @@ import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 import { GroupCommit } from './group-commit.js';
-import { ACTUAL_COLUMNS, DESIRED_COLUMNS, actualUpdateParameters, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
+import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -57,7 +58,17 @@ function arrayToActualRow(a: unknown[]): ActualLrpRow {
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
 const WRITE_LOCK_KEY = 0x64726f766572;
 
-function actualToRow(a: ActualLrp): ActualLrpsTable {
+/**
+ * The net info of every instance no cell runs (unclaimed, crashed): read back as the model's
+ * shared EMPTY_NET_INFO, as the state machine sets it, instead of parsing it row by row (a
+ * full convergence pass reads every instance).
+ */
+const EMPTY_NET_INFO_JSON = JSON.stringify(EMPTY_NET_INFO);
+
+const netInfoJson = (a: ActualLrp) => (a.actualLrpNetInfo === EMPTY_NET_INFO ? EMPTY_NET_INFO_JSON : JSON.stringify(a.actualLrpNetInfo));
+
+/** `netInfo`: the JSON of a.actualLrpNetInfo when the caller has it already */
+function actualToRow(a: ActualLrp, netInfo = netInfoJson(a)): ActualLrpsTable {
   return {
     process_guid: a.actualLrpKey.processGuid,
     idx: a.actualLrpKey.index,
@@ -73,7 +84,7 @@ function actualToRow(a: ActualLrp): ActualLrpsTable {
     since: a.since,
     mod_epoch: a.modificationTag.epoch,
     mod_index: a.modificationTag.index,
-    net_info: JSON.stringify(a.actualLrpNetInfo),
+    net_info: netInfo,
     stop_requested: a.stopRequested ? 1 : 0,
   };
 }
@@ -82,7 +93,7 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
   return {
     actualLrpKey: { processGuid: r.process_guid, index: Number(r.idx), domain: r.domain },
     actualLrpInstanceKey: { instanceGuid: r.instance_guid, cellId: r.cell_id },
-    actualLrpNetInfo: JSON.parse(r.net_info),
+    actualLrpNetInfo: r.net_info === EMPTY_NET_INFO_JSON ? EMPTY_NET_INFO : JSON.parse(r.net_info),
     crashCount: Number(r.crash_count),
     crashReason: r.crash_reason,
     state: r.state as ActualLrpState,
@@ -111,6 +122,37 @@ function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, 
     members.push(`${JSON.stringify(k)}:${(typeof v === 'object' && v !== null && written.get(v)) || JSON.stringify(v)}`);
   }
   return `{${members.join(',')}}`;
+}
+
+/**
+ * An actual_lrp_changed event's row holds `before` whole and, instead of a second whole copy
+ * as `after`, the top-level fields of `after` that are not those of `before`: a transition
+ * changes two to five of twelve. listEvents puts `after` back (eventPayload).
+ */
+const AFTER_CHANGES = 'afterChanges';
+
+/** The JSON of an actual_lrp_changed payload `{before, after}` with `after` as its changes; undefined for any other shape. */
+function changeJson(payload: Record<string, unknown>): string | undefined {
+  const { before, after, ...others } = payload;
+  if (!isPlainRecord(before) || !isPlainRecord(after) || Object.keys(others).length > 0) return undefined;
+  const changes: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(after)) if (v !== before[k]) changes[k] = v;
+  // a field `after` drops cannot be said as a change (JSON has no undefined): stored whole
+  for (const [k, v] of Object.entries(before)) if (v !== undefined && after[k] === undefined) return undefined;
+  return JSON.stringify({ before, [AFTER_CHANGES]: changes });
+}
+
+function isPlainRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** An event's payload from its stored JSON (see changeJson). */
+function eventPayload(text: string): Record<string, unknown> {
+  const payload = JSON.parse(text) as Record<string, unknown>;
+  const changes = payload[AFTER_CHANGES];
+  if (!isPlainRecord(changes)) return payload;
+  const { [AFTER_CHANGES]: _, ...rest } = payload;
+  return { ...rest, after: { ...(payload.before as Record<string, unknown>), ...changes } };
 }
 
 const LOCK_SORT_COLUMNS = { id: 'id', owner: 'owner', serviceInstanceId: 'service_instance_id', expiresAt: 'expires_at' } as const;
@@ -251,7 +293,7 @@ class SqlQueries implements StoreTx {
 
   async listEvents(afterId: number, limit: number): Promise<DroverEvent[]> {
     const rows = await this.db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
-    return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: JSON.parse(r.payload) }));
+    return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: eventPayload(r.payload) }));
   }
 
   async lastEventId() {
@@ -290,8 +332,12 @@ class SqlQueries implements StoreTx {
     }
   }
 
-  async updateActualLrp(a: ActualLrp, expectedIndex: number) {
-    const result = await this.run(this.hot.updateActualLrp, actualUpdateParameters(actualToRow(a), expectedIndex));
+  async updateActualLrp(a: ActualLrp, before: ActualLrp) {
+    const old = actualToRow(before);
+    const row = actualToRow(a, a.actualLrpNetInfo === before.actualLrpNetInfo ? old.net_info : undefined);
+    // the tag is the compare-and-set's own column: always written
+    const columns = ACTUAL_UPDATE_COLUMNS.filter((c) => c === 'mod_index' || row[c] !== old[c]);
+    const result = await this.run(this.hot.updateActualLrp(columns), [...columns.map((c) => row[c]), row.process_guid, row.idx, before.modificationTag.index]);
     return Number(result.numAffectedRows) === 1;
   }
 
@@ -326,8 +372,9 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const [row] = (await this.run<{ id: number }>(this.hot.appendEvent, [type, at, payloadJson(payload, this.written)])).rows;
-    return Number(row!.id);
+    const text = (type === 'actual_lrp_changed' && changeJson(payload)) || payloadJson(payload, this.written);
+    const { rows, insertId } = await this.run<{ id: number }>(this.hot.appendEvent, [type, at, text]);
+    return Number(insertId ?? rows[0]!.id);
   }
 
   async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {
@@ -417,7 +464,7 @@ export class SqlStore extends SqlQueries implements Store {
     /** SQLite only: direct access to the connection for the paths that need it */
     private readonly sqlite?: SqliteDirect,
   ) {
-    super(kysely, compileHotStatements(kysely), sqlite?.readArrays);
+    super(kysely, compileHotStatements(kysely, kind), sqlite?.readArrays);
     if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 

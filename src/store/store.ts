@@ -52,8 +52,11 @@ export interface StoreTx extends StoreReads {
   updateDesiredLrp(d: DesiredLrp): Promise<void>;
   deleteDesiredLrp(processGuid: string): Promise<void>;
   insertActualLrp(a: ActualLrp): Promise<void>;
-  /** compare-and-set on the modification tag index the caller read; false when it moved */
-  updateActualLrp(a: ActualLrp, expectedIndex: number): Promise<boolean>;
+  /**
+   * `before` (as the caller read it) becomes `a`: a compare-and-set on before's modification
+   * tag index (false when it moved), writing the columns in which `a` differs from `before`
+   */
+  updateActualLrp(a: ActualLrp, before: ActualLrp): Promise<boolean>;
   deleteActualLrp(processGuid: string, index: number): Promise<void>;
   upsertCell(c: Cell): Promise<void>;
   deleteCell(cellId: string): Promise<void>;
