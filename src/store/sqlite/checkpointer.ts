@@ -1,9 +1,12 @@
-// WAL checkpoints off the event loop. SQLite's automatic checkpoint runs inside whichever
-// commit crosses the threshold, and it syncs the database file: in a loop of small write
-// transactions that was two thirds of the commit time, all of it blocking the event loop.
-// A worker thread with its own connection checkpoints every few ms instead; SQLite lets a
-// checkpoint run alongside the writer. Should the worker fail, the connection goes back
-// to automatic checkpoints.
+// WAL checkpoints off the event loop while commits come often. SQLite's automatic checkpoint
+// runs inside whichever commit crosses the threshold, and it syncs the database file: in a
+// loop of small write transactions that was two thirds of the commit time, all of it
+// blocking the event loop. A worker thread with its own connection checkpoints every few ms
+// instead; SQLite lets a checkpoint run alongside the writer.
+// The worker is an isolate of its own (about 8 MiB of RSS), so it runs only while it pays:
+// it starts once commits come at 20 a second and ends after 10 seconds below that rate. Meanwhile SQLite's automatic checkpoint is back on: at a few commits a
+// second it runs once every few minutes (per 1,000 pages). Should a worker fail, the
+// connection stays on automatic checkpoints.
 
 import { Worker } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -11,33 +14,90 @@ import type BetterSqlite3 from 'better-sqlite3';
 const EVERY_MS = 50;
 /** 4,000 frames of 4 KiB: the WAL stays under about 16 MB however steady the writes */
 const RESTART_FRAMES = 4000;
-/** SQLite's default (pages); restored when the worker is gone */
+/** SQLite's default (pages), in effect while no worker runs */
 const AUTO_CHECKPOINT_PAGES = 1000;
+export interface CheckpointerPace {
+  /** how often the commit rate is looked at */
+  tickMs: number;
+  /** commits within one tick that start the worker (an idle daemon makes one every few seconds) */
+  busyCommits: number;
+  /** ticks in a row below that which end it (a start and end cost about 80 ms of CPU) */
+  quietTicks: number;
+}
+
+const DEFAULT_PACE: CheckpointerPace = { tickMs: 1000, busyCommits: 20, quietTicks: 10 };
 
 export class BackgroundCheckpointer {
-  private readonly worker: Worker;
-  private stopping = false;
+  private worker?: Worker;
+  /** commits since the last tick */
+  private commits = 0;
+  private quietTicks = 0;
+  /** closing, or a worker failed: no worker starts any more */
+  private done = false;
+  private readonly tick: NodeJS.Timeout;
 
-  constructor(path: string, db: BetterSqlite3.Database, onError: (message: string) => void) {
-    db.pragma('wal_autocheckpoint = 0');
+  constructor(
+    private readonly path: string,
+    private readonly db: BetterSqlite3.Database,
+    private readonly onError: (message: string) => void,
+    private readonly pace: CheckpointerPace = DEFAULT_PACE,
+  ) {
+    db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
     db.pragma(`journal_size_limit = ${RESTART_FRAMES * 4096}`); // a WAL that starts over shrinks back to this
-    this.worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path, everyMs: EVERY_MS, restartFrames: RESTART_FRAMES } });
-    this.worker.unref(); // an open store does not keep the process alive
-    const fallBack = (why: string) => {
-      if (this.stopping || !db.open) return;
-      this.stopping = true;
-      db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
-      onError(why);
-    };
-    this.worker.on('message', (m: { error?: string }) => m.error && onError(`WAL checkpoint failed: ${m.error}`));
-    this.worker.on('error', (e) => fallBack(`WAL checkpointer failed: ${e.message}`));
-    this.worker.on('exit', (code) => fallBack(`WAL checkpointer exited (${code})`));
+    this.tick = setInterval(() => this.onTick(), pace.tickMs);
+    this.tick.unref(); // an open store does not keep the process alive
   }
 
-  /** Asks the worker to close its connection and end (it does not wait). */
+  /** Counts a commit on the connection (called just before it runs). */
+  committed(): void {
+    if (++this.commits >= this.pace.busyCommits && !this.worker && !this.done) this.startWorker();
+  }
+
+  /** Whether a checkpoint worker is running (for tests). */
+  get running(): boolean {
+    return this.worker !== undefined;
+  }
+
+  /** Ends the worker, if any, and the ticks (it does not wait). */
   stop(): void {
-    if (this.stopping) return;
-    this.stopping = true;
-    this.worker.postMessage('stop');
+    this.done = true;
+    clearInterval(this.tick);
+    this.stopWorker();
+  }
+
+  private onTick(): void {
+    const busy = this.commits >= this.pace.busyCommits;
+    this.commits = 0;
+    if (!this.worker) return;
+    this.quietTicks = busy ? 0 : this.quietTicks + 1;
+    if (this.quietTicks >= this.pace.quietTicks) {
+      this.stopWorker();
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+    }
+  }
+
+  private startWorker(): void {
+    this.quietTicks = 0;
+    this.db.pragma('wal_autocheckpoint = 0');
+    const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path: this.path, everyMs: EVERY_MS, restartFrames: RESTART_FRAMES } });
+    worker.unref();
+    this.worker = worker;
+    const fail = (why: string) => {
+      if (this.worker !== worker) return; // asked to stop
+      this.worker = undefined;
+      this.done = true;
+      if (this.db.open) this.db.pragma(`wal_autocheckpoint = ${AUTO_CHECKPOINT_PAGES}`);
+      this.onError(why);
+    };
+    worker.on('message', (m: { error?: string }) => m.error && this.onError(`WAL checkpoint failed: ${m.error}`));
+    worker.on('error', (e) => fail(`WAL checkpointer failed: ${e.message}`));
+    worker.on('exit', (code) => fail(`WAL checkpointer exited (${code})`));
+  }
+
+  /** Asks the worker to close its connection and end. */
+  private stopWorker(): void {
+    const worker = this.worker;
+    this.worker = undefined;
+    worker?.postMessage('stop');
   }
 }

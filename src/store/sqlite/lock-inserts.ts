@@ -12,7 +12,11 @@ const INSERT = 'INSERT INTO locks (orchestration_job_id, service_instance_id, ow
 export class SqliteLockInserts {
   private insertAll?: (locks: NewLock[]) => Lock[];
 
-  constructor(private readonly db: BetterSqlite3.Database) {}
+  constructor(
+    private readonly db: BetterSqlite3.Database,
+    /** called before each transaction's commit */
+    private readonly onCommit: () => void,
+  ) {}
 
   /**
    * The created locks, in request order; fails with `exists` (having written nothing) when
@@ -24,6 +28,7 @@ export class SqliteLockInserts {
   tryInsert(locks: NewLock[]): Lock[] | undefined {
     if (this.db.inTransaction) return undefined;
     try {
+      this.onCommit();
       return this.compiled()(locks);
     } catch (e) {
       const code = (e as { code?: string }).code;

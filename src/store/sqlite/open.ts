@@ -18,7 +18,15 @@ export function openSqliteStore(path: string): SqlStore {
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
   const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
-  const database = withStatementCache(db, () => checkpointer.stop());
+  const cached = withStatementCache(db, () => checkpointer.stop());
+  // Kysely commits with a statement of this text: the checkpointer counts the commits.
+  const database = {
+    prepare: (sql: string) => {
+      if (sql === 'commit') checkpointer.committed();
+      return cached.prepare(sql);
+    },
+    close: () => cached.close(),
+  };
   const readArrays = (sql: string, parameters: readonly unknown[]) => db.prepare(sql).raw().all(...parameters) as unknown[][];
-  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), { readArrays, lockInserts: new SqliteLockInserts(db) });
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), { readArrays, lockInserts: new SqliteLockInserts(db, () => checkpointer.committed()) });
 }
