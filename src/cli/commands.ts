@@ -1,7 +1,6 @@
 // Client commands: they talk to a running Drover over the BBS JSON API.
 
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
 import { bbsCall, type ApiTarget } from './client.js';
 import { ago, table } from './table.js';
 
@@ -47,16 +46,17 @@ export async function listCommand(opts: ClientOptions & { domain?: string }): Pr
 }
 
 /** Reads a DesiredLRP in BBS JSON (snake_case) from a JSON or YAML file, bare or wrapped. */
-export function readDesiredLrpFile(file: string): Json {
+async function readDesiredLrpFile(file: string): Promise<Json> {
   const text = readFileSync(file, 'utf8');
-  const doc = (file.endsWith('.json') ? JSON.parse(text) : parse(text)) as Json;
+  // YAML is loaded on first use: `drover serve` loads this module and never reads YAML
+  const doc = (file.endsWith('.json') ? JSON.parse(text) : (await import('yaml')).parse(text)) as Json;
   if (!doc || typeof doc !== 'object') throw new Error(`${file}: expected a DesiredLRP object`);
   return doc.desired_lrp ?? doc;
 }
 
 /** Returns the process guid (for --wait). */
 export async function desireCommand(opts: ClientOptions & { file: string }): Promise<string> {
-  const desired = readDesiredLrpFile(opts.file);
+  const desired = await readDesiredLrpFile(opts.file);
   await bbsCall(opts, '/v1/desired_lrp/desire.r2', { desired_lrp: desired });
   print(opts, { process_guid: desired.process_guid }, () => `desired ${desired.process_guid}`);
   return desired.process_guid;

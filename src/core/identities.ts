@@ -2,7 +2,7 @@
 // Without a file Drover runs in open mode: every caller is an operator.
 
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
+import { createRequire } from 'node:module';
 import { OPEN_MODE_PRINCIPAL, ROLES, type Principal, type Role } from '../model/principal.js';
 
 export type CredentialKind = 'tokens' | 'certSubjects' | 'mqtt' | 'amqpAppIds' | 'geniUrns';
@@ -23,6 +23,8 @@ export class Identities {
   }
 
   static fromYaml(text: string): Identities {
+    // YAML is loaded on first use (open mode never reads it); `yaml` is CommonJS under Node
+    const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
     const doc = parse(text) as { principals?: unknown };
     if (!doc || !Array.isArray(doc.principals)) throw new Error('auth file: expected a `principals` list');
     const entries = doc.principals.map((raw: Record<string, unknown>, i: number) => {
