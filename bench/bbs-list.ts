@@ -26,7 +26,7 @@ import Fastify from 'fastify';
 import { startDrover } from '../src/drover.js';
 import { bbsProtoRoot, decodeMessage, PROTOBUF_CONTENT_TYPE, JSON_CONTENT_TYPE } from '../src/api/bbs/codec.js';
 import { ActualLrpList } from '../src/api/bbs/list-stream.js';
-import type { ActualLrpRow } from '../src/store/store.js';
+import type { PackedActualLrps } from '../src/store/packed-actual-lrps.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
 import { convergeOnce } from '../src/converge/loop.js';
 import { header, median, ms, randomTag, ratio, removeDir, roomyLiveCell, runningActualLrp, startChildServer, tempDir, type ChildServer } from './common.js';
@@ -84,7 +84,7 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
   let bytes = { json: 0, proto: 0 };
   for (let i = 0; i < 3; i++) {
     let t = performance.now();
-    const pages: ActualLrpRow[][] = [];
+    const pages: PackedActualLrps[] = [];
     for await (const page of ctx.store.pagesOfActualLrps({})) pages.push(page);
     storeMs.push(performance.now() - t);
     t = performance.now();
@@ -109,7 +109,7 @@ async function serveDrover(store: string, dataDir: string, lrps: number, instanc
 }
 
 /** How many bytes the list route streams for these pages (encoded, not kept). */
-async function streamedBytes(pages: ActualLrpRow[][], contentType: string): Promise<number> {
+async function streamedBytes(pages: PackedActualLrps[], contentType: string): Promise<number> {
   async function* replay() {
     yield* pages;
   }

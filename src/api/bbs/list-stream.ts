@@ -12,7 +12,7 @@
 
 import { Readable } from 'node:stream';
 import protobuf from 'protobufjs';
-import type { ActualLrpRow } from '../../store/store.js';
+import { PACKED_COLUMN as C, PackedRowReader, type PackedActualLrps } from '../../store/packed-actual-lrps.js';
 import { bbsProtoRoot, isProtobufContentType, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE } from './codec.js';
 
 /** The response a list answers with: groups (ActualLRPGroupsResponse) or bare ActualLRPsResponse. */
@@ -22,7 +22,7 @@ export type ListShape = 'groups' | 'actuals';
 export class ActualLrpList {
   constructor(
     readonly shape: ListShape,
-    readonly pages: AsyncIterable<ActualLrpRow[]>,
+    readonly pages: AsyncIterable<PackedActualLrps>,
   ) {}
 
   /**
@@ -38,7 +38,98 @@ export class ActualLrpList {
   }
 }
 
-type Pages = AsyncIterator<ActualLrpRow[]>;
+type Pages = AsyncIterator<PackedActualLrps>;
+
+// -------------------------------------------------------------------- packed columns
+
+/** Short copies by hand: a native copy costs more than a few dozen bytes. */
+const SHORT_COPY = 48;
+
+/** the integer a column's text spells, for most values without making a string */
+function intOf(row: PackedRowReader, column: number): number {
+  const b = row.bytes;
+  const end = row.end(column);
+  let p = row.start(column);
+  const negative = b[p] === 0x2d;
+  if (negative) p++;
+  if (p === end || end - p > 15) return Number(row.text(column));
+  let n = 0;
+  for (; p < end; p++) {
+    const d = b[p]! - 0x30;
+    if (d < 0 || d > 9) return Number(row.text(column));
+    n = n * 10 + d;
+  }
+  return negative ? -n : n;
+}
+
+/** whether a column's text is an integer as String(Number(text)) writes it (up to 15 digits) */
+function isPlainInt(row: PackedRowReader, column: number): boolean {
+  const b = row.bytes;
+  const end = row.end(column);
+  let p = row.start(column);
+  const negative = b[p] === 0x2d;
+  if (negative) p++;
+  // no leading zero, no "-0"
+  if (p === end || end - p > 15 || (b[p] === 0x30 && (end - p > 1 || negative))) return false;
+  for (; p < end; p++) if (b[p]! < 0x30 || b[p]! > 0x39) return false;
+  return true;
+}
+
+/** stop_requested is stored as 0 or 1 */
+function isOne(row: PackedRowReader, column: number): boolean {
+  const start = row.start(column);
+  return row.end(column) - start === 1 ? row.bytes[start] === 0x31 : Number(row.text(column)) === 1;
+}
+
+/** Net info as stored (the internal shape); any member may be missing in old rows. */
+interface StoredNetInfo {
+  address?: string;
+  ports?: { containerPort?: number; hostPort?: number; containerTlsProxyPort?: number; hostTlsProxyPort?: number }[];
+  instanceAddress?: string;
+  preferredAddress?: string | number;
+}
+
+function netInfoOf(row: PackedRowReader): StoredNetInfo {
+  return JSON.parse(row.text(C.net_info)) as StoredNetInfo;
+}
+
+/** One page's bytes, written into a buffer that grows as needed. */
+class PageBytes {
+  protected buf: Buffer;
+  protected pos = 0;
+
+  constructor(sizeHint: number) {
+    this.buf = Buffer.allocUnsafe(Math.max(1024, sizeHint));
+  }
+
+  protected reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(bigger, 0, 0, this.pos);
+    this.buf = bigger;
+  }
+
+  /** text known to need no escaping: keys, punctuation, numbers, enum names (ASCII) */
+  raw(text: string): this {
+    this.reserve(text.length);
+    for (let i = 0; i < text.length; i++) this.buf[this.pos++] = text.charCodeAt(i);
+    return this;
+  }
+
+  /** bytes[start, end) as they are */
+  protected copy(bytes: Buffer, start: number, end: number): void {
+    this.reserve(end - start);
+    if (end - start > SHORT_COPY) {
+      this.pos += bytes.copy(this.buf, this.pos, start, end);
+      return;
+    }
+    for (let p = start; p < end; p++) this.buf[this.pos++] = bytes[p]!;
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+}
 
 // ------------------------------------------------------------------------- protobuf
 
@@ -75,32 +166,12 @@ function tags() {
   return (schema ??= loadSchema());
 }
 
-/** Net info as stored (the internal shape); any member may be missing in old rows. */
-interface StoredNetInfo {
-  address?: string;
-  ports?: { containerPort?: number; hostPort?: number; containerTlsProxyPort?: number; hostTlsProxyPort?: number }[];
-  instanceAddress?: string;
-  preferredAddress?: string | number;
-}
-
 /** an enum given by name (the internal shape) or by number, as a number */
 function enumNumber(e: protobuf.Enum, v: string | number, what: string): number {
   if (typeof v === 'number') return v;
   const n = e.values[v];
   if (n === undefined) throw new Error(`cannot encode ${what}: unknown ${e.name} value ${v}`);
   return n;
-}
-
-function writeString(w: protobuf.Writer, tag: number, v: string | undefined): void {
-  if (v) w.uint32(tag).string(v);
-}
-
-function writeInt32(w: protobuf.Writer, tag: number, v: number | undefined): void {
-  if (v) w.uint32(tag).int32(v);
-}
-
-function writeUint32(w: protobuf.Writer, tag: number, v: number | undefined): void {
-  if (v) w.uint32(tag).uint32(v);
 }
 
 /**
@@ -120,66 +191,161 @@ function nanosBits(ms: number): { low: number; high: number } {
   return { low: low % 2 ** 32, high: aHigh + Math.floor(low / 2 ** 32) };
 }
 
-function writeActualLrp(w: protobuf.Writer, r: ActualLrpRow): void {
-  const t = tags();
-  const a = t.actual;
-  w.uint32(a.actualLrpKey!).fork();
-  writeString(w, t.key.processGuid!, r.process_guid);
-  writeInt32(w, t.key.index!, Number(r.idx));
-  writeString(w, t.key.domain!, r.domain);
-  w.ldelim();
-  w.uint32(a.actualLrpInstanceKey!).fork();
-  writeString(w, t.instanceKey.instanceGuid!, r.instance_guid);
-  writeString(w, t.instanceKey.cellId!, r.cell_id);
-  w.ldelim();
-  const net = JSON.parse(r.net_info) as StoredNetInfo;
-  w.uint32(a.actualLrpNetInfo!).fork();
-  writeString(w, t.netInfo.address!, net.address);
-  for (const p of net.ports ?? []) {
-    w.uint32(t.netInfo.ports!).fork();
-    writeUint32(w, t.port.containerPort!, p.containerPort);
-    writeUint32(w, t.port.hostPort!, p.hostPort);
-    writeUint32(w, t.port.containerTlsProxyPort!, p.containerTlsProxyPort);
-    writeUint32(w, t.port.hostTlsProxyPort!, p.hostTlsProxyPort);
-    w.ldelim();
+/**
+ * The protobuf wire format as protobufjs's Writer writes it (same bytes), straight into the
+ * page's buffer: a nested message's length is written in front of it once it is complete,
+ * moving it when the length takes more than the one byte kept for it.
+ */
+class ProtobufPage extends PageBytes {
+  private readonly open: number[] = [];
+
+  varint(v: number): this {
+    this.reserve(5);
+    v >>>= 0;
+    while (v > 127) {
+      this.buf[this.pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    this.buf[this.pos++] = v;
+    return this;
   }
-  writeString(w, t.netInfo.instanceAddress!, net.instanceAddress);
-  if (net.preferredAddress != null) writeInt32(w, t.netInfo.preferredAddress!, enumNumber(t.preferredAddress, net.preferredAddress, 'preferred_address'));
-  w.ldelim();
-  writeInt32(w, a.crashCount!, Number(r.crash_count));
-  writeString(w, a.crashReason!, r.crash_reason);
-  writeString(w, a.state!, r.state);
-  writeString(w, a.placementError!, r.placement_error);
-  w.uint32(a.since!).int64(nanosBits(Number(r.since)) as unknown as number);
-  w.uint32(a.modificationTag!).fork();
-  writeString(w, t.tag.epoch!, r.mod_epoch);
-  writeUint32(w, t.tag.index!, Number(r.mod_index));
-  w.ldelim();
-  writeInt32(w, a.presence!, enumNumber(t.presence, r.presence, 'presence'));
-  if (Number(r.stop_requested) === 1) w.uint32(a.stopRequested!).bool(true);
-  writeString(w, a.targetCellId!, r.target_cell_id);
+
+  /** an unsigned 64-bit varint from its 32-bit halves */
+  varint64(low: number, high: number): void {
+    this.reserve(10);
+    let lo = low >>> 0;
+    let hi = high >>> 0;
+    while (hi) {
+      this.buf[this.pos++] = (lo & 127) | 128;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    this.varint(lo);
+  }
+
+  /** a negative int32 is written as its 64-bit two's complement, as protobufjs does */
+  int32Field(tag: number, v: number): void {
+    if (!v) return;
+    this.varint(tag);
+    if (v > 0) this.varint(v);
+    else this.varint64(v | 0, -1);
+  }
+
+  uint32Field(tag: number, v: number | undefined): void {
+    if (v) this.varint(tag).varint(v);
+  }
+
+  stringField(tag: number, v: string | undefined): void {
+    if (!v) return;
+    // protobufjs's own UTF-8 (it differs from Buffer's on a lone surrogate)
+    const n = protobuf.util.utf8.length(v);
+    this.varint(tag).varint(n);
+    this.reserve(n);
+    this.pos += protobuf.util.utf8.write(v, this.buf, this.pos);
+  }
+
+  /** a string column as a string field: its UTF-8 bytes as stored */
+  columnField(tag: number, row: PackedRowReader, column: number): void {
+    const start = row.start(column);
+    const end = row.end(column);
+    if (start === end) return;
+    this.varint(tag).varint(end - start);
+    this.copy(row.bytes, start, end);
+  }
+
+  fork(tag: number): void {
+    this.varint(tag);
+    this.reserve(1);
+    this.open.push(this.pos++);
+  }
+
+  ldelim(): void {
+    const at = this.open.pop()!;
+    const length = this.pos - at - 1;
+    if (length < 128) {
+      this.buf[at] = length;
+      return;
+    }
+    const extra = length < 2 ** 14 ? 1 : length < 2 ** 21 ? 2 : length < 2 ** 28 ? 3 : 4;
+    this.reserve(extra);
+    this.buf.copyWithin(at + 1 + extra, at + 1, this.pos);
+    const end = this.pos + extra;
+    this.pos = at;
+    this.varint(length);
+    this.pos = end;
+  }
 }
 
-function encodeProtobufPage(shape: ListShape, rows: ActualLrpRow[]): Buffer {
+function writeActualLrp(w: ProtobufPage, r: PackedRowReader): void {
   const t = tags();
-  const w = protobuf.Writer.create();
-  for (const r of rows) {
+  const a = t.actual;
+  w.fork(a.actualLrpKey!);
+  w.columnField(t.key.processGuid!, r, C.process_guid);
+  w.int32Field(t.key.index!, intOf(r, C.idx));
+  w.columnField(t.key.domain!, r, C.domain);
+  w.ldelim();
+  w.fork(a.actualLrpInstanceKey!);
+  w.columnField(t.instanceKey.instanceGuid!, r, C.instance_guid);
+  w.columnField(t.instanceKey.cellId!, r, C.cell_id);
+  w.ldelim();
+  const net = netInfoOf(r);
+  w.fork(a.actualLrpNetInfo!);
+  w.stringField(t.netInfo.address!, net.address);
+  for (const p of net.ports ?? []) {
+    w.fork(t.netInfo.ports!);
+    w.uint32Field(t.port.containerPort!, p.containerPort);
+    w.uint32Field(t.port.hostPort!, p.hostPort);
+    w.uint32Field(t.port.containerTlsProxyPort!, p.containerTlsProxyPort);
+    w.uint32Field(t.port.hostTlsProxyPort!, p.hostTlsProxyPort);
+    w.ldelim();
+  }
+  w.stringField(t.netInfo.instanceAddress!, net.instanceAddress);
+  if (net.preferredAddress != null) w.int32Field(t.netInfo.preferredAddress!, enumNumber(t.preferredAddress, net.preferredAddress, 'preferred_address'));
+  w.ldelim();
+  w.int32Field(a.crashCount!, intOf(r, C.crash_count));
+  w.columnField(a.crashReason!, r, C.crash_reason);
+  w.columnField(a.state!, r, C.state);
+  w.columnField(a.placementError!, r, C.placement_error);
+  const since = nanosBits(intOf(r, C.since));
+  w.varint(a.since!).varint64(since.low, since.high);
+  w.fork(a.modificationTag!);
+  w.columnField(t.tag.epoch!, r, C.mod_epoch);
+  w.uint32Field(t.tag.index!, intOf(r, C.mod_index));
+  w.ldelim();
+  w.int32Field(a.presence!, enumNumber(t.presence, r.text(C.presence), 'presence'));
+  if (isOne(r, C.stop_requested)) w.varint(a.stopRequested!).varint(1);
+  w.columnField(a.targetCellId!, r, C.target_cell_id);
+}
+
+function encodeProtobufPage(shape: ListShape, page: PackedActualLrps): Buffer {
+  const t = tags();
+  const w = new ProtobufPage(page.bytes.length);
+  const r = new PackedRowReader(page.bytes);
+  while (r.next()) {
     if (shape === 'actuals') {
-      w.uint32(t.actualsResponse.actualLrps!).fork();
+      w.fork(t.actualsResponse.actualLrps!);
     } else {
-      w.uint32(t.groupsResponse.actualLrpGroups!).fork();
-      w.uint32(r.presence === 'EVACUATING' ? t.group.evacuating! : t.group.instance!).fork();
+      w.fork(t.groupsResponse.actualLrpGroups!);
+      w.fork(isEvacuating(r) ? t.group.evacuating! : t.group.instance!);
     }
     writeActualLrp(w, r);
     if (shape === 'groups') w.ldelim();
     w.ldelim();
   }
-  const bytes = w.finish();
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return w.bytes();
+}
+
+const EVACUATING = Buffer.from('EVACUATING');
+
+function isEvacuating(r: PackedRowReader): boolean {
+  const start = r.start(C.presence);
+  if (r.end(C.presence) - start !== EVACUATING.length) return false;
+  for (let i = 0; i < EVACUATING.length; i++) if (r.bytes[start + i] !== EVACUATING[i]) return false;
+  return true;
 }
 
 /** The response's only field is the repeated list: its encoding is the pages' concatenation. */
-async function* protobufChunks(shape: ListShape, first: IteratorResult<ActualLrpRow[]>, pages: Pages): AsyncGenerator<Buffer> {
+async function* protobufChunks(shape: ListShape, first: IteratorResult<PackedActualLrps>, pages: Pages): AsyncGenerator<Buffer> {
   for (let page = first; !page.done; page = await pages.next()) yield encodeProtobufPage(shape, page.value);
 }
 
@@ -189,28 +355,7 @@ async function* protobufChunks(shape: ListShape, first: IteratorResult<ActualLrp
  * JSON text written byte by byte into one buffer per page. Building it as JS strings (or as
  * objects for JSON.stringify) cost 3-4x more, mostly in garbage collection.
  */
-class JsonPage {
-  private buf: Buffer;
-  private pos = 0;
-
-  constructor(sizeHint: number) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, sizeHint));
-  }
-
-  private reserve(n: number): void {
-    if (this.pos + n <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
-    this.buf.copy(bigger, 0, 0, this.pos);
-    this.buf = bigger;
-  }
-
-  /** text known to need no escaping: keys, punctuation, numbers, enum names */
-  raw(text: string): this {
-    this.reserve(text.length);
-    for (let i = 0; i < text.length; i++) this.buf[this.pos++] = text.charCodeAt(i);
-    return this;
-  }
-
+class JsonPage extends PageBytes {
   /** a string value; printable ASCII is copied, anything else goes through JSON.stringify */
   str(value: string): this {
     this.reserve(value.length + 2);
@@ -219,11 +364,8 @@ class JsonPage {
     for (let i = 0; i < value.length; i++) {
       const c = value.charCodeAt(i);
       if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) {
-        const quoted = JSON.stringify(value);
         this.pos = start;
-        this.reserve(Buffer.byteLength(quoted));
-        this.pos += this.buf.write(quoted, this.pos);
-        return this;
+        return this.quoted(value);
       }
       this.buf[this.pos++] = c;
     }
@@ -231,12 +373,41 @@ class JsonPage {
     return this;
   }
 
-  num(value: number): this {
-    return this.raw(String(value));
+  private quoted(value: string): this {
+    const quoted = JSON.stringify(value);
+    this.reserve(Buffer.byteLength(quoted));
+    this.pos += this.buf.write(quoted, this.pos);
+    return this;
   }
 
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.pos);
+  /**
+   * A string column as a string value: its UTF-8 bytes as stored, quoted, unless one needs
+   * escaping (JSON.stringify leaves every character from U+007F up as it is).
+   */
+  column(row: PackedRowReader, column: number): this {
+    const bytes = row.bytes;
+    const start = row.start(column);
+    const end = row.end(column);
+    for (let p = start; p < end; p++) {
+      const c = bytes[p]!;
+      if (c < 0x20 || c === 0x22 || c === 0x5c) return this.quoted(row.text(column));
+    }
+    this.reserve(2);
+    this.buf[this.pos++] = 0x22;
+    this.copy(bytes, start, end);
+    this.buf[this.pos++] = 0x22;
+    return this;
+  }
+
+  /** an integer column as String(Number(text)) writes it */
+  intColumn(row: PackedRowReader, column: number): this {
+    if (!isPlainInt(row, column)) return this.num(Number(row.text(column)));
+    this.copy(row.bytes, row.start(column), row.end(column));
+    return this;
+  }
+
+  num(value: number): this {
+    return this.raw(String(value));
   }
 }
 
@@ -247,11 +418,22 @@ function enumJson(e: protobuf.Enum, v: string | number | undefined, what: string
   return name === undefined ? String(n) : JSON.stringify(name);
 }
 
-function writeActualLrpJson(out: JsonPage, r: ActualLrpRow): void {
+/**
+ * JSON has int64 as a number: the double nearest ms * 1e6 in nanoseconds, as the codec writes
+ * it. For an integer ms of up to 15 digits, that double's shortest decimal form is the ms
+ * digits and six zeros: the next shorter decimals are 1e6 apart, the doubles there under 2^17.
+ */
+function sinceJson(out: JsonPage, r: PackedRowReader): void {
+  const zero = r.end(C.since) - r.start(C.since) === 1 && r.bytes[r.start(C.since)] === 0x30;
+  if (!zero && isPlainInt(r, C.since)) out.intColumn(r, C.since).raw('000000');
+  else out.num(Math.trunc(Number(r.text(C.since))) * 1e6);
+}
+
+function writeActualLrpJson(out: JsonPage, r: PackedRowReader): void {
   const t = tags();
-  const net = JSON.parse(r.net_info) as StoredNetInfo;
-  out.raw('{"process_guid":').str(r.process_guid).raw(',"index":').num(Number(r.idx)).raw(',"domain":').str(r.domain);
-  out.raw(',"instance_guid":').str(r.instance_guid).raw(',"cell_id":').str(r.cell_id);
+  const net = netInfoOf(r);
+  out.raw('{"process_guid":').column(r, C.process_guid).raw(',"index":').intColumn(r, C.idx).raw(',"domain":').column(r, C.domain);
+  out.raw(',"instance_guid":').column(r, C.instance_guid).raw(',"cell_id":').column(r, C.cell_id);
   out.raw(',"address":').str(net.address ?? '').raw(',"ports":[');
   let first = true;
   for (const p of net.ports ?? []) {
@@ -263,32 +445,33 @@ function writeActualLrpJson(out: JsonPage, r: ActualLrpRow): void {
   }
   out.raw('],"instance_address":').str(net.instanceAddress ?? '');
   out.raw(',"preferred_address":').raw(enumJson(t.preferredAddress, net.preferredAddress, 'preferred_address'));
-  out.raw(',"crash_count":').num(Number(r.crash_count)).raw(',"crash_reason":').str(r.crash_reason);
-  out.raw(',"state":').str(r.state).raw(',"placement_error":').str(r.placement_error);
-  // JSON has int64 as a number: the double nearest the nanoseconds, as the codec writes it
-  out.raw(',"since":').num(Math.trunc(Number(r.since)) * 1e6);
-  out.raw(',"modification_tag":{"epoch":').str(r.mod_epoch).raw(',"index":').num(Number(r.mod_index)).raw('}');
-  out.raw(',"presence":').raw(enumJson(t.presence, r.presence, 'presence'));
-  out.raw(',"stop_requested":').raw(Number(r.stop_requested) === 1 ? 'true' : 'false');
-  out.raw(',"target_cell_id":').str(r.target_cell_id).raw('}');
+  out.raw(',"crash_count":').intColumn(r, C.crash_count).raw(',"crash_reason":').column(r, C.crash_reason);
+  out.raw(',"state":').column(r, C.state).raw(',"placement_error":').column(r, C.placement_error);
+  out.raw(',"since":');
+  sinceJson(out, r);
+  out.raw(',"modification_tag":{"epoch":').column(r, C.mod_epoch).raw(',"index":').intColumn(r, C.mod_index).raw('}');
+  out.raw(',"presence":').raw(enumJson(t.presence, r.text(C.presence), 'presence'));
+  out.raw(',"stop_requested":').raw(isOne(r, C.stop_requested) ? 'true' : 'false');
+  out.raw(',"target_cell_id":').column(r, C.target_cell_id).raw('}');
 }
 
-/** a row's JSON is about 600 bytes; a page's buffer grows if it needs more */
-const JSON_ROW_SIZE_HINT = 700;
+/** a row's JSON is about twice its packed bytes; a page's buffer grows if it needs more */
+const JSON_SIZE_PER_PACKED_BYTE = 2.2;
 
-function encodeJsonPage(shape: ListShape, rows: ActualLrpRow[], separator: string): Buffer {
-  const out = new JsonPage(rows.length * JSON_ROW_SIZE_HINT);
-  for (const r of rows) {
+function encodeJsonPage(shape: ListShape, page: PackedActualLrps, separator: string): Buffer {
+  const out = new JsonPage(Math.ceil(page.bytes.length * JSON_SIZE_PER_PACKED_BYTE));
+  const r = new PackedRowReader(page.bytes);
+  while (r.next()) {
     out.raw(separator);
     separator = ',';
-    if (shape === 'groups') out.raw(r.presence === 'EVACUATING' ? '{"evacuating":' : '{"instance":');
+    if (shape === 'groups') out.raw(isEvacuating(r) ? '{"evacuating":' : '{"instance":');
     writeActualLrpJson(out, r);
     if (shape === 'groups') out.raw('}');
   }
   return out.bytes();
 }
 
-async function* jsonChunks(shape: ListShape, first: IteratorResult<ActualLrpRow[]>, pages: Pages): AsyncGenerator<Buffer> {
+async function* jsonChunks(shape: ListShape, first: IteratorResult<PackedActualLrps>, pages: Pages): AsyncGenerator<Buffer> {
   yield Buffer.from(shape === 'actuals' ? '{"actual_lrps":[' : '{"actual_lrp_groups":[');
   let separator = '';
   for (let page = first; !page.done; page = await pages.next()) {
