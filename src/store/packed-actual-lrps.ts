@@ -35,7 +35,10 @@ export class PackedRowReader {
   private readonly starts = new Int32Array(ACTUAL_COLUMNS.length + 1);
   private pos = 0;
 
-  constructor(readonly bytes: Buffer) {}
+  constructor(readonly bytes: Buffer) {
+    // the scans below stop at the last byte at the latest
+    if (bytes.length > 0 && bytes[bytes.length - 1] !== END_OF_ROW) throw new Error('packed actual LRPs cut short');
+  }
 
   next(): boolean {
     const b = this.bytes;
@@ -43,14 +46,12 @@ export class PackedRowReader {
     if (p >= b.length) return false;
     for (let i = 0; i < ACTUAL_COLUMNS.length; i++) {
       this.starts[i] = p;
-      while (b[p] !== END_OF_FIELD) {
-        if (p >= b.length) throw new Error('packed actual LRP row cut short');
-        p++;
-      }
-      p++;
+      // up to 0xFE or 0xFF
+      while ((b[p]! & END_OF_ROW) !== END_OF_ROW) p++;
+      if (b[p++] !== END_OF_FIELD) throw new Error('packed actual LRP row with fewer columns than expected');
     }
     this.starts[ACTUAL_COLUMNS.length] = p;
-    if (b[p] !== END_OF_ROW) throw new Error('packed actual LRP row has more columns than expected');
+    if (b[p] !== END_OF_ROW) throw new Error('packed actual LRP row with more columns than expected');
     this.pos = p + 1;
     return true;
   }

@@ -12,7 +12,7 @@
 
 import { Readable } from 'node:stream';
 import protobuf from 'protobufjs';
-import { PACKED_COLUMN as C, PackedRowReader, type PackedActualLrps } from '../../store/packed-actual-lrps.js';
+import { END_OF_FIELD, PACKED_COLUMN as C, PackedRowReader, type PackedActualLrps } from '../../store/packed-actual-lrps.js';
 import { bbsProtoRoot, isProtobufContentType, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE } from './codec.js';
 
 /** The response a list answers with: groups (ActualLRPGroupsResponse) or bare ActualLRPsResponse. */
@@ -89,8 +89,130 @@ interface StoredNetInfo {
   preferredAddress?: string | number;
 }
 
-function netInfoOf(row: PackedRowReader): StoredNetInfo {
-  return JSON.parse(row.text(C.net_info)) as StoredNetInfo;
+/**
+ * A column's text as a string, reusing the last one when the bytes are the same: most rows
+ * repeat their neighbour's address, presence, preferred address, and a string per row cost.
+ */
+class RepeatedText {
+  private bytes: Buffer = Buffer.alloc(0);
+  private start = 0;
+  private end = 0;
+  private text = '';
+
+  of(bytes: Buffer, start: number, end: number): string {
+    const n = end - start;
+    if (n !== this.end - this.start || !sameBytes(bytes, start, this.bytes, this.start, n)) {
+      this.text = bytes.toString('utf8', start, end);
+      this.bytes = bytes;
+      this.start = start;
+      this.end = end;
+    }
+    return this.text;
+  }
+}
+
+function sameBytes(a: Buffer, aStart: number, b: Buffer, bStart: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (a[aStart + i] !== b[bStart + i]) return false;
+  return true;
+}
+
+const ascii = (text: string) => Buffer.from(text, 'latin1');
+const NET_INFO_TEXT = {
+  address: ascii('{"address":"'),
+  ports: ascii(',"ports":['),
+  containerPort: ascii('{"containerPort":'),
+  hostPort: ascii(',"hostPort":'),
+  containerTlsProxyPort: ascii(',"containerTlsProxyPort":'),
+  hostTlsProxyPort: ascii(',"hostTlsProxyPort":'),
+  instanceAddress: ascii('],"instanceAddress":"'),
+  preferredAddress: ascii(',"preferredAddress":"'),
+};
+
+type StoredPort = NonNullable<StoredNetInfo['ports']>[number];
+
+/**
+ * The stored net info, read without JSON.parse when its text is as JSON.stringify writes the
+ * model's object (members in the model's order, strings without escapes): JSON.parse made
+ * an object per row and cost as much as the rest of the encoding. Any other text is parsed.
+ * The net info returned is reused by the next call.
+ */
+class NetInfoReader {
+  private bytes: Buffer = Buffer.alloc(0);
+  private p = 0;
+  private readonly ports: StoredPort[] = [];
+  private readonly net = { address: '', ports: this.ports, instanceAddress: '', preferredAddress: '' };
+  private readonly address = new RepeatedText();
+  private readonly preferredAddress = new RepeatedText();
+  private readonly presence = new RepeatedText();
+
+  /** the row's presence (not net info, but as repeated) */
+  presenceOf(row: PackedRowReader): string {
+    return this.presence.of(row.bytes, row.start(C.presence), row.end(C.presence));
+  }
+
+  read(row: PackedRowReader): StoredNetInfo {
+    this.bytes = row.bytes;
+    this.p = row.start(C.net_info);
+    return this.usual(row.end(C.net_info)) ?? (JSON.parse(row.text(C.net_info)) as StoredNetInfo);
+  }
+
+  private usual(end: number): StoredNetInfo | undefined {
+    const t = NET_INFO_TEXT;
+    const address = this.skip(t.address) ? this.string(this.address) : undefined;
+    if (address === undefined || !this.skip(t.ports)) return undefined;
+    let count = 0;
+    if (this.bytes[this.p] !== 0x5d) {
+      do {
+        const port = (this.ports[count++] ??= {});
+        port.containerPort = this.skip(t.containerPort) ? this.uint() : undefined;
+        port.hostPort = this.skip(t.hostPort) ? this.uint() : undefined;
+        if (port.containerPort === undefined || port.hostPort === undefined) return undefined;
+        port.containerTlsProxyPort = this.skip(t.containerTlsProxyPort) ? this.uint() : undefined;
+        port.hostTlsProxyPort = this.skip(t.hostTlsProxyPort) ? this.uint() : undefined;
+        if (this.bytes[this.p++] !== 0x7d) return undefined;
+      } while (this.bytes[this.p] === 0x2c && ++this.p);
+    }
+    this.ports.length = count;
+    const instanceAddress = this.skip(t.instanceAddress) ? this.string() : undefined;
+    const preferredAddress = instanceAddress !== undefined && this.skip(t.preferredAddress) ? this.string(this.preferredAddress) : undefined;
+    if (preferredAddress === undefined || this.bytes[this.p] !== 0x7d || this.p + 1 !== end) return undefined;
+    this.net.address = address;
+    this.net.instanceAddress = instanceAddress!;
+    this.net.preferredAddress = preferredAddress;
+    return this.net;
+  }
+
+  /** skips `text` if it comes next */
+  private skip(text: Buffer): boolean {
+    const b = this.bytes;
+    for (let i = 0; i < text.length; i++) if (b[this.p + i] !== text[i]) return false;
+    this.p += text.length;
+    return true;
+  }
+
+  /** the rest of a string whose opening quote was skipped, if it has no escapes */
+  private string(repeated?: RepeatedText): string | undefined {
+    const b = this.bytes;
+    const start = this.p;
+    for (let p = start; p < b.length; p++) {
+      if (b[p] === 0x5c || b[p] === END_OF_FIELD) return undefined;
+      if (b[p] === 0x22) {
+        this.p = p + 1;
+        return repeated ? repeated.of(b, start, p) : b.toString('utf8', start, p);
+      }
+    }
+    return undefined;
+  }
+
+  /** digits, as JSON.stringify writes an integer of up to 15 of them */
+  private uint(): number | undefined {
+    const b = this.bytes;
+    const start = this.p;
+    let n = 0;
+    while (b[this.p]! >= 0x30 && b[this.p]! <= 0x39) n = n * 10 + b[this.p++]! - 0x30;
+    const digits = this.p - start;
+    return digits === 0 || digits > 15 || (b[start] === 0x30 && digits > 1) ? undefined : n;
+  }
 }
 
 /** One page's bytes, written into a buffer that grows as needed. */
@@ -109,10 +231,10 @@ class PageBytes {
     this.buf = bigger;
   }
 
-  /** text known to need no escaping: keys, punctuation, numbers, enum names (ASCII) */
-  raw(text: string): this {
-    this.reserve(text.length);
-    for (let i = 0; i < text.length; i++) this.buf[this.pos++] = text.charCodeAt(i);
+  /** bytes known to need no escaping: keys, punctuation, enum names (copied from bytes: twice as fast as from a string) */
+  raw(bytes: Buffer): this {
+    this.reserve(bytes.length);
+    for (let i = 0; i < bytes.length; i++) this.buf[this.pos++] = bytes[i]!;
     return this;
   }
 
@@ -276,7 +398,7 @@ class ProtobufPage extends PageBytes {
   }
 }
 
-function writeActualLrp(w: ProtobufPage, r: PackedRowReader): void {
+function writeActualLrp(w: ProtobufPage, r: PackedRowReader, netInfo: NetInfoReader): void {
   const t = tags();
   const a = t.actual;
   w.fork(a.actualLrpKey!);
@@ -288,7 +410,7 @@ function writeActualLrp(w: ProtobufPage, r: PackedRowReader): void {
   w.columnField(t.instanceKey.instanceGuid!, r, C.instance_guid);
   w.columnField(t.instanceKey.cellId!, r, C.cell_id);
   w.ldelim();
-  const net = netInfoOf(r);
+  const net = netInfo.read(r);
   w.fork(a.actualLrpNetInfo!);
   w.stringField(t.netInfo.address!, net.address);
   for (const p of net.ports ?? []) {
@@ -312,7 +434,7 @@ function writeActualLrp(w: ProtobufPage, r: PackedRowReader): void {
   w.columnField(t.tag.epoch!, r, C.mod_epoch);
   w.uint32Field(t.tag.index!, intOf(r, C.mod_index));
   w.ldelim();
-  w.int32Field(a.presence!, enumNumber(t.presence, r.text(C.presence), 'presence'));
+  w.int32Field(a.presence!, enumNumber(t.presence, netInfo.presenceOf(r), 'presence'));
   if (isOne(r, C.stop_requested)) w.varint(a.stopRequested!).varint(1);
   w.columnField(a.targetCellId!, r, C.target_cell_id);
 }
@@ -321,6 +443,7 @@ function encodeProtobufPage(shape: ListShape, page: PackedActualLrps): Buffer {
   const t = tags();
   const w = new ProtobufPage(page.bytes.length);
   const r = new PackedRowReader(page.bytes);
+  const netInfo = new NetInfoReader();
   while (r.next()) {
     if (shape === 'actuals') {
       w.fork(t.actualsResponse.actualLrps!);
@@ -328,7 +451,7 @@ function encodeProtobufPage(shape: ListShape, page: PackedActualLrps): Buffer {
       w.fork(t.groupsResponse.actualLrpGroups!);
       w.fork(isEvacuating(r) ? t.group.evacuating! : t.group.instance!);
     }
-    writeActualLrp(w, r);
+    writeActualLrp(w, r, netInfo);
     if (shape === 'groups') w.ldelim();
     w.ldelim();
   }
@@ -388,13 +511,17 @@ class JsonPage extends PageBytes {
     const bytes = row.bytes;
     const start = row.start(column);
     const end = row.end(column);
+    this.reserve(end - start + 2);
+    const at = this.pos;
+    this.buf[this.pos++] = 0x22;
     for (let p = start; p < end; p++) {
       const c = bytes[p]!;
-      if (c < 0x20 || c === 0x22 || c === 0x5c) return this.quoted(row.text(column));
+      if (c < 0x20 || c === 0x22 || c === 0x5c) {
+        this.pos = at;
+        return this.quoted(row.text(column));
+      }
+      this.buf[this.pos++] = c;
     }
-    this.reserve(2);
-    this.buf[this.pos++] = 0x22;
-    this.copy(bytes, start, end);
     this.buf[this.pos++] = 0x22;
     return this;
   }
@@ -407,16 +534,63 @@ class JsonPage extends PageBytes {
   }
 
   num(value: number): this {
-    return this.raw(String(value));
+    const text = String(value);
+    this.reserve(text.length);
+    for (let i = 0; i < text.length; i++) this.buf[this.pos++] = text.charCodeAt(i);
+    return this;
   }
 }
 
 /** JSON has enum names; absent is the zero value, a number without a name stays a number */
-function enumJson(e: protobuf.Enum, v: string | number | undefined, what: string): string {
+function enumJson(e: protobuf.Enum, v: string | number | undefined, what: string): Buffer {
   const n = v == null ? 0 : enumNumber(e, v, what);
-  const name = e.valuesById[n];
-  return name === undefined ? String(n) : JSON.stringify(name);
+  let names = jsonNames.get(e);
+  if (!names) jsonNames.set(e, (names = new Map()));
+  let json = names.get(n);
+  if (json === undefined) {
+    const name = e.valuesById[n];
+    names.set(n, (json = ascii(name === undefined ? String(n) : JSON.stringify(name))));
+  }
+  return json;
 }
+
+/** each enum's values as JSON, by number, once written */
+const jsonNames = new Map<protobuf.Enum, Map<number, Buffer>>();
+
+/** The fixed parts of the JSON, as bytes. */
+const K = {
+  processGuid: ascii('{"process_guid":'),
+  index: ascii(',"index":'),
+  domain: ascii(',"domain":'),
+  instanceGuid: ascii(',"instance_guid":'),
+  cellId: ascii(',"cell_id":'),
+  address: ascii(',"address":'),
+  ports: ascii(',"ports":['),
+  firstPort: ascii('{"container_port":'),
+  nextPort: ascii(',{"container_port":'),
+  hostPort: ascii(',"host_port":'),
+  containerTlsProxyPort: ascii(',"container_tls_proxy_port":'),
+  hostTlsProxyPort: ascii(',"host_tls_proxy_port":'),
+  instanceAddress: ascii('],"instance_address":'),
+  preferredAddress: ascii(',"preferred_address":'),
+  crashCount: ascii(',"crash_count":'),
+  crashReason: ascii(',"crash_reason":'),
+  state: ascii(',"state":'),
+  placementError: ascii(',"placement_error":'),
+  since: ascii(',"since":'),
+  epoch: ascii(',"modification_tag":{"epoch":'),
+  presence: ascii(',"presence":'),
+  stopRequested: ascii(',"stop_requested":'),
+  targetCellId: ascii(',"target_cell_id":'),
+  true: ascii('true'),
+  false: ascii('false'),
+  close: ascii('}'),
+  comma: ascii(','),
+  instance: ascii('{"instance":'),
+  evacuating: ascii('{"evacuating":'),
+  /** ms to ns in decimal */
+  sixZeros: ascii('000000'),
+};
 
 /**
  * JSON has int64 as a number: the double nearest ms * 1e6 in nanoseconds, as the codec writes
@@ -425,58 +599,55 @@ function enumJson(e: protobuf.Enum, v: string | number | undefined, what: string
  */
 function sinceJson(out: JsonPage, r: PackedRowReader): void {
   const zero = r.end(C.since) - r.start(C.since) === 1 && r.bytes[r.start(C.since)] === 0x30;
-  if (!zero && isPlainInt(r, C.since)) out.intColumn(r, C.since).raw('000000');
+  if (!zero && isPlainInt(r, C.since)) out.intColumn(r, C.since).raw(K.sixZeros);
   else out.num(Math.trunc(Number(r.text(C.since))) * 1e6);
 }
 
-function writeActualLrpJson(out: JsonPage, r: PackedRowReader): void {
+function writeActualLrpJson(out: JsonPage, r: PackedRowReader, netInfo: NetInfoReader): void {
   const t = tags();
-  const net = netInfoOf(r);
-  out.raw('{"process_guid":').column(r, C.process_guid).raw(',"index":').intColumn(r, C.idx).raw(',"domain":').column(r, C.domain);
-  out.raw(',"instance_guid":').column(r, C.instance_guid).raw(',"cell_id":').column(r, C.cell_id);
-  out.raw(',"address":').str(net.address ?? '').raw(',"ports":[');
+  const net = netInfo.read(r);
+  out.raw(K.processGuid).column(r, C.process_guid).raw(K.index).intColumn(r, C.idx).raw(K.domain).column(r, C.domain);
+  out.raw(K.instanceGuid).column(r, C.instance_guid).raw(K.cellId).column(r, C.cell_id);
+  out.raw(K.address).str(net.address ?? '').raw(K.ports);
   let first = true;
   for (const p of net.ports ?? []) {
-    out.raw(first ? '{"container_port":' : ',{"container_port":').num(p.containerPort ?? 0);
-    out.raw(',"host_port":').num(p.hostPort ?? 0);
-    out.raw(',"container_tls_proxy_port":').num(p.containerTlsProxyPort ?? 0);
-    out.raw(',"host_tls_proxy_port":').num(p.hostTlsProxyPort ?? 0).raw('}');
+    out.raw(first ? K.firstPort : K.nextPort).num(p.containerPort ?? 0);
+    out.raw(K.hostPort).num(p.hostPort ?? 0);
+    out.raw(K.containerTlsProxyPort).num(p.containerTlsProxyPort ?? 0);
+    out.raw(K.hostTlsProxyPort).num(p.hostTlsProxyPort ?? 0).raw(K.close);
     first = false;
   }
-  out.raw('],"instance_address":').str(net.instanceAddress ?? '');
-  out.raw(',"preferred_address":').raw(enumJson(t.preferredAddress, net.preferredAddress, 'preferred_address'));
-  out.raw(',"crash_count":').intColumn(r, C.crash_count).raw(',"crash_reason":').column(r, C.crash_reason);
-  out.raw(',"state":').column(r, C.state).raw(',"placement_error":').column(r, C.placement_error);
-  out.raw(',"since":');
+  out.raw(K.instanceAddress).str(net.instanceAddress ?? '');
+  out.raw(K.preferredAddress).raw(enumJson(t.preferredAddress, net.preferredAddress, 'preferred_address'));
+  out.raw(K.crashCount).intColumn(r, C.crash_count).raw(K.crashReason).column(r, C.crash_reason);
+  out.raw(K.state).column(r, C.state).raw(K.placementError).column(r, C.placement_error);
+  out.raw(K.since);
   sinceJson(out, r);
-  out.raw(',"modification_tag":{"epoch":').column(r, C.mod_epoch).raw(',"index":').intColumn(r, C.mod_index).raw('}');
-  out.raw(',"presence":').raw(enumJson(t.presence, r.text(C.presence), 'presence'));
-  out.raw(',"stop_requested":').raw(isOne(r, C.stop_requested) ? 'true' : 'false');
-  out.raw(',"target_cell_id":').column(r, C.target_cell_id).raw('}');
+  out.raw(K.epoch).column(r, C.mod_epoch).raw(K.index).intColumn(r, C.mod_index).raw(K.close);
+  out.raw(K.presence).raw(enumJson(t.presence, netInfo.presenceOf(r), 'presence'));
+  out.raw(K.stopRequested).raw(isOne(r, C.stop_requested) ? K.true : K.false);
+  out.raw(K.targetCellId).column(r, C.target_cell_id).raw(K.close);
 }
 
 /** a row's JSON is about twice its packed bytes; a page's buffer grows if it needs more */
 const JSON_SIZE_PER_PACKED_BYTE = 2.2;
 
-function encodeJsonPage(shape: ListShape, page: PackedActualLrps, separator: string): Buffer {
+function encodeJsonPage(shape: ListShape, page: PackedActualLrps, first: boolean): Buffer {
   const out = new JsonPage(Math.ceil(page.bytes.length * JSON_SIZE_PER_PACKED_BYTE));
   const r = new PackedRowReader(page.bytes);
+  const netInfo = new NetInfoReader();
   while (r.next()) {
-    out.raw(separator);
-    separator = ',';
-    if (shape === 'groups') out.raw(isEvacuating(r) ? '{"evacuating":' : '{"instance":');
-    writeActualLrpJson(out, r);
-    if (shape === 'groups') out.raw('}');
+    if (!first) out.raw(K.comma);
+    first = false;
+    if (shape === 'groups') out.raw(isEvacuating(r) ? K.evacuating : K.instance);
+    writeActualLrpJson(out, r, netInfo);
+    if (shape === 'groups') out.raw(K.close);
   }
   return out.bytes();
 }
 
 async function* jsonChunks(shape: ListShape, first: IteratorResult<PackedActualLrps>, pages: Pages): AsyncGenerator<Buffer> {
   yield Buffer.from(shape === 'actuals' ? '{"actual_lrps":[' : '{"actual_lrp_groups":[');
-  let separator = '';
-  for (let page = first; !page.done; page = await pages.next()) {
-    yield encodeJsonPage(shape, page.value, separator);
-    separator = ',';
-  }
+  for (let page = first; !page.done; page = await pages.next()) yield encodeJsonPage(shape, page.value, page === first);
   yield Buffer.from(']}');
 }
