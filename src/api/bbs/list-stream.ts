@@ -45,34 +45,29 @@ type Pages = AsyncIterator<PackedActualLrps>;
 /** Short copies by hand: a native copy costs more than a few dozen bytes. */
 const SHORT_COPY = 48;
 
-/** the integer a column's text spells, for most values without making a string */
-function intOf(row: PackedRowReader, column: number): number {
+/**
+ * The integer a column's text spells when it is written as String(Number(text)) writes it (up
+ * to 15 digits, no leading zero, no "-0"), read without making a string; else undefined.
+ */
+function plainInt(row: PackedRowReader, column: number): number | undefined {
   const b = row.bytes;
   const end = row.end(column);
   let p = row.start(column);
   const negative = b[p] === 0x2d;
   if (negative) p++;
-  if (p === end || end - p > 15) return Number(row.text(column));
+  if (p === end || end - p > 15 || (b[p] === 0x30 && (end - p > 1 || negative))) return undefined;
   let n = 0;
   for (; p < end; p++) {
     const d = b[p]! - 0x30;
-    if (d < 0 || d > 9) return Number(row.text(column));
+    if (d < 0 || d > 9) return undefined;
     n = n * 10 + d;
   }
   return negative ? -n : n;
 }
 
-/** whether a column's text is an integer as String(Number(text)) writes it (up to 15 digits) */
-function isPlainInt(row: PackedRowReader, column: number): boolean {
-  const b = row.bytes;
-  const end = row.end(column);
-  let p = row.start(column);
-  const negative = b[p] === 0x2d;
-  if (negative) p++;
-  // no leading zero, no "-0"
-  if (p === end || end - p > 15 || (b[p] === 0x30 && (end - p > 1 || negative))) return false;
-  for (; p < end; p++) if (b[p]! < 0x30 || b[p]! > 0x39) return false;
-  return true;
+/** the number a column's text spells */
+function intOf(row: PackedRowReader, column: number): number {
+  return plainInt(row, column) ?? Number(row.text(column));
 }
 
 /** stop_requested is stored as 0 or 1 */
@@ -528,7 +523,7 @@ class JsonPage extends PageBytes {
 
   /** an integer column as String(Number(text)) writes it */
   intColumn(row: PackedRowReader, column: number): this {
-    if (!isPlainInt(row, column)) return this.num(Number(row.text(column)));
+    if (plainInt(row, column) === undefined) return this.num(Number(row.text(column)));
     this.copy(row.bytes, row.start(column), row.end(column));
     return this;
   }
@@ -599,7 +594,7 @@ const K = {
  */
 function sinceJson(out: JsonPage, r: PackedRowReader): void {
   const zero = r.end(C.since) - r.start(C.since) === 1 && r.bytes[r.start(C.since)] === 0x30;
-  if (!zero && isPlainInt(r, C.since)) out.intColumn(r, C.since).raw(K.sixZeros);
+  if (!zero && plainInt(r, C.since) !== undefined) out.intColumn(r, C.since).raw(K.sixZeros);
   else out.num(Math.trunc(Number(r.text(C.since))) * 1e6);
 }
 
