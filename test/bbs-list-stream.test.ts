@@ -53,6 +53,17 @@ const ROWS: ActualLrp[] = [
   }),
   actual('worker', 0, { actualLrpKey: { processGuid: 'worker', index: 0, domain: 'other' }, actualLrpNetInfo: { address: 'h', ports: [{ containerPort: 0, hostPort: 0 }], instanceAddress: '', preferredAddress: 'HOST' } }),
   actual('worker', 1, { actualLrpKey: { processGuid: 'worker', index: 1, domain: 'other' }, since: 4_102_444_800_000 }),
+  // a small one: its ActualLRP takes fewer than 128 bytes (a one-byte length)
+  actual('web', 4, {
+    actualLrpInstanceKey: { instanceGuid: '', cellId: '' },
+    actualLrpNetInfo: { address: '', ports: [], instanceAddress: '', preferredAddress: 'UNKNOWN' },
+    crashCount: 0,
+    crashReason: '',
+    placementError: '',
+    modificationTag: { epoch: '', index: 0 },
+    stopRequested: false,
+    targetCellId: '',
+  }),
   // net info stored in another member order, with escapes and non-ASCII: read by JSON.parse
   actual('worker', 2, {
     actualLrpKey: { processGuid: 'worker', index: 2, domain: 'other' },

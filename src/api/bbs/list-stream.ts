@@ -311,7 +311,7 @@ function nanosBits(ms: number): { low: number; high: number } {
 /**
  * The protobuf wire format as protobufjs's Writer writes it (same bytes), straight into the
  * page's buffer: a nested message's length is written in front of it once it is complete,
- * moving it when the length takes more than the one byte kept for it.
+ * moving it when the length takes more or fewer bytes than were kept for it.
  */
 class ProtobufPage extends PageBytes {
   private readonly open: number[] = [];
@@ -370,23 +370,24 @@ class ProtobufPage extends PageBytes {
     this.copy(row.bytes, start, end);
   }
 
-  fork(tag: number): void {
+  /** opens a nested message; `lengthBytes` kept for its length: 2 for a whole ActualLRP (128 B to 16 kB) */
+  fork(tag: number, lengthBytes = 1): void {
     this.varint(tag);
-    this.reserve(1);
-    this.open.push(this.pos++);
+    this.reserve(lengthBytes);
+    this.open.push(this.pos, lengthBytes);
+    this.pos += lengthBytes;
   }
 
   ldelim(): void {
+    const kept = this.open.pop()!;
     const at = this.open.pop()!;
-    const length = this.pos - at - 1;
-    if (length < 128) {
-      this.buf[at] = length;
-      return;
+    const length = this.pos - at - kept;
+    const needed = length < 2 ** 7 ? 1 : length < 2 ** 14 ? 2 : length < 2 ** 21 ? 3 : length < 2 ** 28 ? 4 : 5;
+    if (needed !== kept) {
+      this.reserve(needed - kept);
+      this.buf.copyWithin(at + needed, at + kept, this.pos);
     }
-    const extra = length < 2 ** 14 ? 1 : length < 2 ** 21 ? 2 : length < 2 ** 28 ? 3 : 4;
-    this.reserve(extra);
-    this.buf.copyWithin(at + 1 + extra, at + 1, this.pos);
-    const end = this.pos + extra;
+    const end = this.pos + needed - kept;
     this.pos = at;
     this.varint(length);
     this.pos = end;
@@ -441,10 +442,10 @@ function encodeProtobufPage(shape: ListShape, page: PackedActualLrps): Buffer {
   const netInfo = new NetInfoReader();
   while (r.next()) {
     if (shape === 'actuals') {
-      w.fork(t.actualsResponse.actualLrps!);
+      w.fork(t.actualsResponse.actualLrps!, 2);
     } else {
-      w.fork(t.groupsResponse.actualLrpGroups!);
-      w.fork(isEvacuating(r) ? t.group.evacuating! : t.group.instance!);
+      w.fork(t.groupsResponse.actualLrpGroups!, 2);
+      w.fork(isEvacuating(r) ? t.group.evacuating! : t.group.instance!, 2);
     }
     writeActualLrp(w, r, netInfo);
     if (shape === 'groups') w.ldelim();
