@@ -25,7 +25,8 @@ const NET_INFO = PACKED_COLUMN.net_info;
 
 /**
  * SQLite: the whole result of `select` (which selects ACTUAL_COLUMNS, ordered) as one packed
- * buffer and its row count, in one statement, hence one snapshot.
+ * buffer and its row count, in one statement, hence one snapshot. group_concat takes the rows
+ * in the order the subquery yields them; an ORDER BY inside it would sort them a second time.
  */
 export function packedSqliteQuery(select: string): string {
   return `SELECT CAST(group_concat(concat_ws(x'ff', ${ACTUAL_COLUMNS.join(', ')}, x'fe'), '') AS BLOB), count(*) FROM (${select})`;
