@@ -27,9 +27,9 @@ export interface StoreReads {
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
   /**
    * The rows listActualLrps would return, in the same order, in pages of at most `pageSize`
-   * rows, packed (packed-actual-lrps.ts), for encoders that stream. SQLite reads them in one statement (one snapshot);
-   * PostgreSQL reads one page per query (keyset on the primary key): each page is consistent,
-   * a list longer than a page is not one snapshot.
+   * rows, packed (packed-actual-lrps.ts), for encoders that stream. SQLite reads them in one
+   * statement (one snapshot); PostgreSQL reads one page per query (keyset on the primary key):
+   * each page is consistent, a list longer than a page is not one snapshot.
    */
   pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<PackedActualLrps>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
