@@ -93,26 +93,39 @@ export function* packedPages(all: PackedActualLrps, pageSize: number): Generator
   }
 }
 
-/** Rows read as objects (PostgreSQL), packed. */
+/**
+ * Rows read as objects (PostgreSQL), packed. PostgreSQL text holds no NUL, so the page is
+ * first one string with NUL after each column and after each row, made bytes in one call,
+ * then every NUL becomes its separator: one native write per page instead of one per column.
+ */
 export function packActualLrpRows(rows: readonly ActualLrpsTable[]): PackedActualLrps {
-  let bytes = Buffer.allocUnsafe(rows.length * 512);
-  let pos = 0;
+  let text = '';
   for (const row of rows) {
-    for (const c of ACTUAL_COLUMNS) {
-      const text = String(row[c]);
-      // a UTF-8 character takes at most 3 bytes per UTF-16 unit
-      if (pos + text.length * 3 + 2 > bytes.length) {
-        const bigger = Buffer.allocUnsafe(bytes.length * 2 + text.length * 3);
-        bytes.copy(bigger, 0, 0, pos);
-        bytes = bigger;
-      }
-      pos += bytes.write(text, pos);
-      bytes[pos++] = END_OF_FIELD;
-    }
-    bytes[pos++] = END_OF_ROW;
+    for (const c of ACTUAL_COLUMNS) text += `${row[c]}\0`;
+    text += '\0';
   }
-  return { count: rows.length, bytes: bytes.subarray(0, pos) };
+  const bytes = Buffer.from(text);
+  const perRow = ACTUAL_COLUMNS.length + 1;
+  let nuls = 0;
+  for (let p = 0; p < bytes.length; p++) {
+    if (bytes[p] !== 0) continue;
+    bytes[p] = ++nuls % perRow === 0 ? END_OF_ROW : END_OF_FIELD;
+  }
+  // a NUL inside a value (not from PostgreSQL) would shift the columns: written one by one
+  return nuls === rows.length * perRow ? { count: rows.length, bytes } : packColumnByColumn(rows);
 }
+
+function packColumnByColumn(rows: readonly ActualLrpsTable[]): PackedActualLrps {
+  const parts: Buffer[] = [];
+  for (const row of rows) {
+    for (const c of ACTUAL_COLUMNS) parts.push(Buffer.from(String(row[c])), FIELD_END_BYTE);
+    parts.push(ROW_END_BYTE);
+  }
+  return { count: rows.length, bytes: Buffer.concat(parts) };
+}
+
+const FIELD_END_BYTE = Buffer.from([END_OF_FIELD]);
+const ROW_END_BYTE = Buffer.from([END_OF_ROW]);
 
 const NUMBER_COLUMNS = new Set<string>(['idx', 'crash_count', 'since', 'mod_index', 'stop_requested']);
 
