@@ -53,6 +53,29 @@ const ROWS: ActualLrp[] = [
   }),
   actual('worker', 0, { actualLrpKey: { processGuid: 'worker', index: 0, domain: 'other' }, actualLrpNetInfo: { address: 'h', ports: [{ containerPort: 0, hostPort: 0 }], instanceAddress: '', preferredAddress: 'HOST' } }),
   actual('worker', 1, { actualLrpKey: { processGuid: 'worker', index: 1, domain: 'other' }, since: 4_102_444_800_000 }),
+  // a small one: its ActualLRP takes fewer than 128 bytes (a one-byte length)
+  actual('web', 4, {
+    actualLrpInstanceKey: { instanceGuid: '', cellId: '' },
+    actualLrpNetInfo: { address: '', ports: [], instanceAddress: '', preferredAddress: 'UNKNOWN' },
+    crashCount: 0,
+    crashReason: '',
+    placementError: '',
+    modificationTag: { epoch: '', index: 0 },
+    stopRequested: false,
+    targetCellId: '',
+  }),
+  // net info stored in another member order, with escapes and non-ASCII: read by JSON.parse
+  actual('worker', 2, {
+    actualLrpKey: { processGuid: 'worker', index: 2, domain: 'other' },
+    actualLrpNetInfo: { ports: [{ hostPort: 1, containerPort: 2 }], address: 'a"b\\c\u00e9', instanceAddress: '\u00fc', preferredAddress: 'INSTANCE' },
+  }),
+  // a non-ASCII key and address, a big crash count (several varint bytes), net info in the usual order
+  actual('\u00e9t\u00e9', 0, {
+    actualLrpKey: { processGuid: '\u00e9t\u00e9', index: 0, domain: 'other' },
+    actualLrpNetInfo: { address: '\u00e4', ports: [], instanceAddress: '10.0.0.1', preferredAddress: 'HOST' },
+    crashCount: 2_000_000_000,
+    crashReason: '',
+  }),
 ];
 
 async function bodyOf(readable: Readable): Promise<Buffer> {

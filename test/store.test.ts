@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { newActualLrp, claim } from '../src/model/actual-lrp-machine.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
 import type { ActualLrpRow, Store } from '../src/store/store.js';
+import { unpackActualLrps } from '../src/store/packed-actual-lrps.js';
 import { storeFixtures } from './helpers.js';
 import { openStore } from '../src/store/open.js';
 import { DroverError } from '../src/model/errors.js';
@@ -151,7 +152,7 @@ for (const fixture of storeFixtures()) {
       });
       const rowsOf = async (filter: Parameters<Store['pagesOfActualLrps']>[0], pageSize: number) => {
         const pages: string[][] = [];
-        for await (const page of store.pagesOfActualLrps(filter, pageSize)) pages.push(page.map((r) => `${r.process_guid}/${r.idx}`));
+        for await (const page of store.pagesOfActualLrps(filter, pageSize)) pages.push(unpackActualLrps(page).map((r) => `${r.process_guid}/${r.idx}`));
         return pages;
       };
       const listed = async (filter: Parameters<Store['listActualLrps']>[0]) => (await store.listActualLrps(filter)).map((a) => `${a.actualLrpKey.processGuid}/${a.actualLrpKey.index}`);
@@ -164,7 +165,7 @@ for (const fixture of storeFixtures()) {
       assert.deepEqual((await rowsOf({}, 5)).flat(), await listed({}));
       // a row carries every stored column, net info as its JSON text
       let row: ActualLrpRow | undefined;
-      for await (const page of store.pagesOfActualLrps({ processGuid: 'p-a', index: 2 })) row = page[0];
+      for await (const page of store.pagesOfActualLrps({ processGuid: 'p-a', index: 2 })) row = unpackActualLrps(page)[0];
       const stored = (await store.getActualLrp('p-a', 2))!;
       assert.equal(Number(row!.since), stored.since);
       assert.deepEqual(JSON.parse(row!.net_info), stored.actualLrpNetInfo);
@@ -173,7 +174,7 @@ for (const fixture of storeFixtures()) {
       const inTx = await store.transaction(async (tx) => {
         await tx.insertActualLrp(newActualLrp({ processGuid: 'p-tx', index: 0, domain: 'd-tx' }, 1));
         const keys: string[] = [];
-        for await (const page of tx.pagesOfActualLrps({ domain: 'd-tx' }, 2)) keys.push(...page.map((r) => r.process_guid));
+        for await (const page of tx.pagesOfActualLrps({ domain: 'd-tx' }, 2)) keys.push(...unpackActualLrps(page).map((r) => r.process_guid));
         return keys;
       });
       assert.deepEqual(inTx, ['p-tx']);

@@ -14,6 +14,7 @@ import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 import { GroupCommit } from './group-commit.js';
+import { packActualLrpRows, packedPages, packedSqliteQuery, type PackedActualLrps } from './packed-actual-lrps.js';
 import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
@@ -31,28 +32,6 @@ export type ArrayReader = (sql: string, parameters: readonly unknown[]) => unkno
 export interface SqliteDirect {
   readArrays: ArrayReader;
   lockInserts: SqliteLockInserts;
-}
-
-/** a row of ACTUAL_COLUMNS, as an array, back to its object */
-function arrayToActualRow(a: unknown[]): ActualLrpRow {
-  return {
-    process_guid: a[0] as string,
-    idx: a[1] as number,
-    domain: a[2] as string,
-    instance_guid: a[3] as string,
-    cell_id: a[4] as string,
-    target_cell_id: a[5] as string,
-    state: a[6] as string,
-    presence: a[7] as string,
-    crash_count: a[8] as number,
-    crash_reason: a[9] as string,
-    placement_error: a[10] as string,
-    since: a[11] as number,
-    mod_epoch: a[12] as string,
-    mod_index: a[13] as number,
-    net_info: a[14] as string,
-    stop_requested: a[15] as number,
-  };
 }
 
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
@@ -233,16 +212,18 @@ class SqlQueries implements StoreTx {
     return rows.map(rowToActual);
   }
 
-  async *pagesOfActualLrps(filter: ActualLrpFilter = {}, pageSize = ACTUAL_LRP_PAGE_SIZE): AsyncGenerator<ActualLrpRow[]> {
+  async *pagesOfActualLrps(filter: ActualLrpFilter = {}, pageSize = ACTUAL_LRP_PAGE_SIZE): AsyncGenerator<PackedActualLrps> {
     if (this.readArrays) {
       // One statement, then pages: SQLite serves a domain or cell filter from that column's
       // index and sorts, so each keyset page would sort every remaining match again; and an
       // in-process read has no round trips to save.
       const { sql: text, parameters } = this.actualLrpsWhere(filter).select(ACTUAL_COLUMNS).compile();
-      const read = () => this.readArrays!(text, parameters).map(arrayToActualRow);
+      const read = () => {
+        const [[bytes, count]] = this.readArrays!(packedSqliteQuery(text), parameters) as [[Buffer | null, number]];
+        return { count, bytes: bytes ?? Buffer.alloc(0) };
+      };
       // outside a transaction, hold the connection so that no other transaction is half done on it
-      const rows = this.db.isTransaction ? read() : await this.db.connection().execute(async () => read());
-      for (let i = 0; i < rows.length; i += pageSize) yield rows.slice(i, i + pageSize);
+      yield* packedPages(this.db.isTransaction ? read() : await this.db.connection().execute(async () => read()), pageSize);
       return;
     }
     let after: ActualLrpRow | undefined;
@@ -253,7 +234,7 @@ class SqlQueries implements StoreTx {
         q = q.where((eb) => eb(eb.refTuple('process_guid', 'idx'), '>', eb.tuple(last.process_guid, Number(last.idx))));
       }
       const rows = await q.execute();
-      if (rows.length > 0) yield rows;
+      if (rows.length > 0) yield packActualLrpRows(rows);
       if (rows.length < pageSize) return;
       after = rows[rows.length - 1];
     }

@@ -8,6 +8,7 @@ import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockList, LockPage, NewLock } from '../model/lock.js';
 import type { LeaseFence, LeaseState } from './lease.js';
 import type { ActualLrpsTable } from './schema.js';
+import type { PackedActualLrps } from './packed-actual-lrps.js';
 
 /** An actual LRP as stored: `net_info` is the JSON text of its ActualLrpNetInfo. */
 export type ActualLrpRow = ActualLrpsTable;
@@ -26,11 +27,11 @@ export interface StoreReads {
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
   /**
    * The rows listActualLrps would return, in the same order, in pages of at most `pageSize`
-   * rows, for encoders that stream. SQLite reads them in one statement (one snapshot);
-   * PostgreSQL reads one page per query (keyset on the primary key): each page is consistent,
-   * a list longer than a page is not one snapshot.
+   * rows, packed (packed-actual-lrps.ts), for encoders that stream. SQLite reads them in one
+   * statement (one snapshot); PostgreSQL reads one page per query (keyset on the primary key):
+   * each page is consistent, a list longer than a page is not one snapshot.
    */
-  pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<ActualLrpRow[]>;
+  pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<PackedActualLrps>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
   countActualLrpsByPlacement(): Promise<PlacementCount[]>;
   getCell(cellId: string): Promise<Cell | undefined>;
