@@ -218,7 +218,15 @@ describe('GENI AM API v3 over HTTPS with client certificates', () => {
     // one sliver by its URN: stop, then start and restart (a new process)
     ok(await call('alice', 'PerformOperationalAction', [worker!], cred, 'geni_stop', {}));
     await waitProcesses(`${mark}-worker`, 0);
-    assert.equal((await statusOf(slice)).find((s) => s.geni_sliver_urn === worker)!.geni_operational_status, 'geni_notready');
+    // The process is gone a moment before the agent has removed its instance: geni_stopping
+    // until then, and nothing else.
+    const workerStatus = async () => (await statusOf(slice)).find((s) => s.geni_sliver_urn === worker)!.geni_operational_status;
+    let status = await workerStatus();
+    for (let i = 0; status === 'geni_stopping' && i < 100; i++) {
+      await sleep(50);
+      status = await workerStatus();
+    }
+    assert.equal(status, 'geni_notready');
     assert.equal(running(`${mark}-web`).length, 1, 'the other sliver runs on');
     ok(await call('alice', 'PerformOperationalAction', [worker!], cred, 'geni_start', {}));
     await waitProcesses(`${mark}-worker`, 1);
