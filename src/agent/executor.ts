@@ -99,7 +99,7 @@ function spawnDetached(req: SpawnRequest): Spawned {
   }
 }
 
-function errorInfo(err: unknown): { message: string; code?: string; syscall?: string } {
+export function errorInfo(err: unknown): { message: string; code?: string; syscall?: string } {
   const e = err as NodeJS.ErrnoException;
   return { message: e.message, code: e.code, syscall: e.syscall };
 }

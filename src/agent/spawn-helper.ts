@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { processStartTime, watchUntilGone, type RawExit, type SpawnRequest, type Spawned } from './executor.js';
+import { errorInfo, processStartTime, watchUntilGone, type RawExit, type SpawnRequest, type Spawned } from './executor.js';
 
 /** Built next to this module by `npm run build` (a C compiler is needed anyway, for SQLite). */
 export const SPAWNER_PATH = fileURLToPath(new URL('./spawner/drover-spawner', import.meta.url));
@@ -58,8 +58,7 @@ export class SpawnHelper {
     try {
       mkdirSync(dirname(request.logFile), { recursive: true });
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      return Promise.resolve(failed({ message: e.message, code: e.code, syscall: e.syscall }));
+      return Promise.resolve(failed(errorInfo(err)));
     }
     const body = Buffer.from(`${fields.join('\0')}\0`);
     const header = Buffer.alloc(4);
