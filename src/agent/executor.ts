@@ -77,7 +77,6 @@ export type Spawner = (request: SpawnRequest) => Promise<Spawned>;
 function spawnDetached(req: SpawnRequest): Spawned {
   let fd: number | undefined;
   try {
-    mkdirSync(dirname(req.logFile), { recursive: true });
     // O_APPEND: every write lands at the current end, so a copy-truncate rotation makes the
     // child continue at offset 0 instead of leaving a hole the size of the old log.
     fd = openSync(req.logFile, 'a');
@@ -92,16 +91,21 @@ function spawnDetached(req: SpawnRequest): Spawned {
     return { pid: child.pid, startTicks: processStartTime(child.pid), exited };
   } catch (err) {
     // Other spawn errors (EPERM from setuid, bad arguments) and log-file errors throw.
-    return { pid: 0, startTicks: undefined, exited: Promise.resolve({ error: errorInfo(err) }) };
+    return failedSpawn(errorInfo(err));
   } finally {
     // The child holds its own copy; keeping ours would leak one fd per start.
     if (fd !== undefined) closeSync(fd);
   }
 }
 
-export function errorInfo(err: unknown): { message: string; code?: string; syscall?: string } {
+function errorInfo(err: unknown): { message: string; code?: string; syscall?: string } {
   const e = err as NodeJS.ErrnoException;
   return { message: e.message, code: e.code, syscall: e.syscall };
+}
+
+/** A spawn that did not start: pid 0, and `exited` holds why. */
+export function failedSpawn(error: { message: string; code?: string; syscall?: string }): Spawned {
+  return { pid: 0, startTicks: undefined, exited: Promise.resolve({ error }) };
 }
 
 /** Runs `spec` in this thread (blocking it until the child has exec'd). */
@@ -120,8 +124,10 @@ export async function startProcess(spec: ProcessSpec, spawner: Spawner): Promise
   return running(startedAt, spec, await spawner(req));
 }
 
+/** The request for `spec`, its log directory made (whichever spawner opens the file). */
 function spawnRequest(spec: ProcessSpec): SpawnRequest | Error {
   try {
+    mkdirSync(dirname(spec.logFile), { recursive: true });
     return { path: spec.path, args: spec.args, env: spec.env, dir: spec.dir, logFile: spec.logFile, ...userIds(spec.user) };
   } catch (err) {
     return err as Error;

@@ -5,11 +5,10 @@
 // agent only writes a request and reads a line back. Started on first use; one per agent.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { constants } from 'node:os';
-import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errorInfo, processStartTime, watchUntilGone, type RawExit, type SpawnRequest, type Spawned } from './executor.js';
+import { failedSpawn, processStartTime, watchUntilGone, type RawExit, type SpawnRequest, type Spawned } from './executor.js';
 
 /** Built next to this module by `npm run build` (a C compiler is needed anyway, for SQLite). */
 export const SPAWNER_PATH = fileURLToPath(new URL('./spawner/drover-spawner', import.meta.url));
@@ -54,12 +53,7 @@ export class SpawnHelper {
     const fields = [String(id), String(request.uid ?? -1), String(request.gid ?? -1), request.path, request.dir ?? '', request.logFile];
     fields.push(String(request.args.length + 1), request.path, ...request.args, String(env.length), ...env);
     // Node's own spawn refuses these too: a NUL would cut a field short.
-    if (fields.some((f) => f.includes('\0'))) return Promise.resolve(failed({ message: 'spawn arguments and environment must not contain NUL bytes', code: 'ERR_INVALID_ARG_VALUE' }));
-    try {
-      mkdirSync(dirname(request.logFile), { recursive: true });
-    } catch (err) {
-      return Promise.resolve(failed(errorInfo(err)));
-    }
+    if (fields.some((f) => f.includes('\0'))) return Promise.resolve(failedSpawn({ message: 'spawn arguments and environment must not contain NUL bytes', code: 'ERR_INVALID_ARG_VALUE' }));
     const body = Buffer.from(`${fields.join('\0')}\0`);
     const header = Buffer.alloc(4);
     header.writeUInt32LE(body.length);
@@ -124,7 +118,7 @@ export class SpawnHelper {
       // The syscall names the step the way Node's spawn does, so failures read the same.
       const syscall = step === 'exec' || step === 'chdir' ? `spawn ${p.request.path}` : step;
       const message = step === 'open-log' ? `${code}: cannot open log file ${p.request.logFile}` : `${syscall} ${code}`;
-      p.answer(failed({ message, code, syscall }));
+      p.answer(failedSpawn({ message, code, syscall }));
       this.leaveIfDone();
       return;
     }
@@ -157,15 +151,11 @@ export class SpawnHelper {
     if (this.helper !== helper) return;
     this.helper = undefined;
     this.partial = '';
-    for (const p of this.pending.values()) p.answer(failed({ message: 'the spawner stopped' }));
+    for (const p of this.pending.values()) p.answer(failedSpawn({ message: 'the spawner stopped' }));
     this.pending.clear();
     for (const [pid, c] of this.children) {
       void watchUntilGone(pid, c.startTicks).then(() => c.exit({ code: null, signal: null, reason: 'exited after its spawner stopped (exit status unknown)' }));
     }
     this.children.clear();
   }
-}
-
-function failed(error: { message: string; code?: string; syscall?: string }): Spawned {
-  return { pid: 0, startTicks: undefined, exited: Promise.resolve({ error }) };
 }

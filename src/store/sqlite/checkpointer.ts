@@ -4,8 +4,9 @@
 // blocking the event loop. A worker thread with its own connection checkpoints every few ms
 // instead; SQLite lets a checkpoint run alongside the writer.
 // The worker is an isolate of its own (about 8 MiB of RSS), so it runs only while it pays:
-// it starts once commits come at 20 a second and ends after 10 seconds below that rate. Meanwhile SQLite's automatic checkpoint is back on: at a few commits a
-// second it runs once every few minutes (per 1,000 pages). Should a worker fail, the
+// it starts once commits come at 20 a second and ends after 10 seconds below that rate.
+// Meanwhile SQLite's automatic checkpoint is back on: at a few commits a second it runs once
+// every few minutes (per 1,000 pages). Should a worker fail, the
 // connection stays on automatic checkpoints.
 
 import { Worker } from 'node:worker_threads';
