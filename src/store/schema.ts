@@ -154,4 +154,19 @@ export const MIGRATIONS: { version: number; statements: (d: Dialect) => string[]
         expires_at ${d === 'sqlite' ? 'INTEGER' : 'BIGINT'} NOT NULL)`,
     ],
   },
+  {
+    // Most instances are on no cell yet or on none any more, and most desired LRPs belong to
+    // no service: their empty values need no index entries, which every desire would write
+    // (an index entry is a B-tree insert and a page to commit). The queries that use these
+    // indexes say `<> ''` themselves, so that the partial index serves them.
+    version: 6,
+    statements: () => [
+      `DROP INDEX actual_lrps_cell`,
+      `CREATE INDEX actual_lrps_cell ON actual_lrps (cell_id) WHERE cell_id <> ''`,
+      `DROP INDEX actual_lrps_target_cell`,
+      `CREATE INDEX actual_lrps_target_cell ON actual_lrps (target_cell_id) WHERE target_cell_id <> ''`,
+      `DROP INDEX desired_lrps_service`,
+      `CREATE INDEX desired_lrps_service ON desired_lrps (service_id) WHERE service_id <> ''`,
+    ],
+  },
 ];

@@ -1,7 +1,7 @@
 // The Store over Kysely: the same queries serve SQLite and PostgreSQL; only the
 // dialect and the migration DDL differ.
 
-import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
+import { sql, type Compilable, type Kysely, type QueryResult, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
 import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
 import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, Presence, ActualLrpState } from '../model/lrp.js';
@@ -28,8 +28,18 @@ const ACTUAL_LRP_PAGE_SIZE = 5000;
  */
 export type ArrayReader = (sql: string, parameters: readonly unknown[]) => unknown[][];
 
-/** SQLite: the connection's own paths, around Kysely: list reads as row arrays, lock create's transaction. */
+/**
+ * Runs a statement on the store's own connection at once (SQLite in-process), with the
+ * result Kysely would give. Kysely's way to the same statement (connection mutex, a few
+ * promise turns, result plugins) costs several times SQLite's own work on a row.
+ */
+export type DirectQuery = (sql: string, parameters: readonly unknown[]) => QueryResult<unknown>;
+
+/** SQLite: the connection's own paths, around Kysely: statements, list reads as row arrays, lock create's transaction. */
 export interface SqliteDirect {
+  query: DirectQuery;
+  /** a transaction is open on the connection */
+  inTransaction(): boolean;
   readArrays: ArrayReader;
   lockInserts: SqliteLockInserts;
 }
@@ -159,17 +169,34 @@ function isUniqueViolation(e: unknown): boolean {
 
 /** Queries over one connection or transaction. */
 class SqlQueries implements StoreTx {
+  private readonly readArrays: ArrayReader | undefined;
+
   constructor(
     protected readonly db: Db,
     protected readonly hot: HotStatements,
-    protected readonly readArrays: ArrayReader | undefined,
-  ) {}
+    protected readonly sqlite: SqliteDirect | undefined,
+  ) {
+    this.readArrays = sqlite?.readArrays;
+  }
 
   /** the JSON of the desired LRPs this transaction wrote, for their events (see payloadJson) */
   private readonly written = new WeakMap<object, string>();
 
-  private async run<R>(sql: string, parameters: readonly unknown[]) {
+  /**
+   * SQLite runs the statement straight on the connection: in this transaction, or outside any
+   * (it completes before anything else can run). Outside a transaction while one is open on
+   * the connection (Kysely holds it across turns of the event loop), the statement would join
+   * it: it queues behind it through Kysely instead.
+   */
+  private async run<R>(sql: string, parameters: readonly unknown[]): Promise<QueryResult<R>> {
+    if (this.sqlite && (this.db.isTransaction || !this.sqlite.inTransaction())) return this.sqlite.query(sql, parameters) as QueryResult<R>;
     return this.db.executeQuery<R>(bind(sql, parameters));
+  }
+
+  /** The rows of a built query, run as `run` does. */
+  private async rows<R>(query: Compilable<R>): Promise<R[]> {
+    const { sql, parameters } = query.compile();
+    return (await this.run<R>(sql, parameters)).rows;
   }
 
   async getDesiredLrp(processGuid: string) {
@@ -180,9 +207,9 @@ class SqlQueries implements StoreTx {
   async listDesiredLrps(filter: DesiredLrpFilter & { serviceId?: string } = {}) {
     let q = this.db.selectFrom('desired_lrps').select('data').orderBy('process_guid');
     if (filter.domain) q = q.where('domain', '=', filter.domain);
-    if (filter.serviceId) q = q.where('service_id', '=', filter.serviceId);
+    if (filter.serviceId) q = q.where('service_id', '=', filter.serviceId).where('service_id', '<>', ''); // see migration 6
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
-    const rows = await q.execute();
+    const rows = await this.rows(q);
     return rows.map((r) => JSON.parse(r.data) as DesiredLrp);
   }
 
@@ -195,7 +222,12 @@ class SqlQueries implements StoreTx {
   private actualLrpsWhere(filter: ActualLrpFilter & { processGuids?: string[] }) {
     let q = this.db.selectFrom('actual_lrps').orderBy('process_guid').orderBy('idx');
     if (filter.domain) q = q.where('domain', '=', filter.domain);
-    if (filter.cellId) q = q.where((eb) => eb.or([eb('cell_id', '=', filter.cellId!), eb('target_cell_id', '=', filter.cellId!)]));
+    if (filter.cellId) {
+      // `<> ''`: see migration 6
+      q = q.where((eb) =>
+        eb.or([eb.and([eb('cell_id', '=', filter.cellId!), eb('cell_id', '<>', '')]), eb.and([eb('target_cell_id', '=', filter.cellId!), eb('target_cell_id', '<>', '')])]),
+      );
+    }
     if (filter.processGuid) q = q.where('process_guid', '=', filter.processGuid);
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
     if (filter.index !== undefined) q = q.where('idx', '=', filter.index);
@@ -208,7 +240,7 @@ class SqlQueries implements StoreTx {
     if (processGuid && Object.values(others).every((v) => v === undefined)) {
       return (await this.run<ActualLrpsTable>(this.hot.listActualLrpsOf, [processGuid])).rows.map(rowToActual);
     }
-    const rows = await this.actualLrpsWhere(filter).selectAll().execute();
+    const rows = await this.rows(this.actualLrpsWhere(filter).selectAll());
     return rows.map(rowToActual);
   }
 
@@ -233,7 +265,7 @@ class SqlQueries implements StoreTx {
         const last = after;
         q = q.where((eb) => eb(eb.refTuple('process_guid', 'idx'), '>', eb.tuple(last.process_guid, Number(last.idx))));
       }
-      const rows = await q.execute();
+      const rows = await this.rows(q);
       if (rows.length > 0) yield packActualLrpRows(rows);
       if (rows.length < pageSize) return;
       after = rows[rows.length - 1];
@@ -241,44 +273,45 @@ class SqlQueries implements StoreTx {
   }
 
   async countActualLrpsByPlacement(): Promise<PlacementCount[]> {
-    const rows = await this.db
-      .selectFrom('actual_lrps')
-      .select((eb) => ['state', 'cell_id', 'target_cell_id', eb.fn.countAll().as('n')])
-      .where('stop_requested', '=', 0)
-      .groupBy(['state', 'cell_id', 'target_cell_id'])
-      .execute();
+    const rows = await this.rows(
+      this.db
+        .selectFrom('actual_lrps')
+        .select((eb) => ['state', 'cell_id', 'target_cell_id', eb.fn.countAll().as('n')])
+        .where('stop_requested', '=', 0)
+        .groupBy(['state', 'cell_id', 'target_cell_id']),
+    );
     return rows.map((r) => ({ state: r.state as ActualLrpState, cellId: r.cell_id, targetCellId: r.target_cell_id, count: Number(r.n) }));
   }
 
   async getCell(cellId: string) {
-    const row = await this.db.selectFrom('cells').select('data').where('cell_id', '=', cellId).executeTakeFirst();
+    const [row] = await this.rows(this.db.selectFrom('cells').select('data').where('cell_id', '=', cellId));
     return row ? (JSON.parse(row.data) as Cell) : undefined;
   }
 
   async listCells() {
-    const rows = await this.db.selectFrom('cells').select('data').orderBy('cell_id').execute();
+    const rows = await this.rows(this.db.selectFrom('cells').select('data').orderBy('cell_id'));
     return rows.map((r) => JSON.parse(r.data) as Cell);
   }
 
   async getService(id: string) {
-    const row = await this.db.selectFrom('services').select('data').where('id', '=', id).executeTakeFirst();
+    const [row] = await this.rows(this.db.selectFrom('services').select('data').where('id', '=', id));
     return row ? (JSON.parse(row.data) as Service) : undefined;
   }
 
   async listServices(filter: { states?: ServiceState[] } = {}) {
     let q = this.db.selectFrom('services').select('data').orderBy('id');
     if (filter.states?.length) q = q.where('state', 'in', filter.states);
-    const rows = await q.execute();
+    const rows = await this.rows(q);
     return rows.map((r) => JSON.parse(r.data) as Service);
   }
 
   async listEvents(afterId: number, limit: number): Promise<DroverEvent[]> {
-    const rows = await this.db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit).execute();
+    const rows = await this.rows(this.db.selectFrom('events').selectAll().where('id', '>', afterId).orderBy('id').limit(limit));
     return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: eventPayload(r.payload) }));
   }
 
   async lastEventId() {
-    const row = await this.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')).executeTakeFirst();
+    const [row] = await this.rows(this.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')));
     return Number(row?.id ?? 0);
   }
 
@@ -295,12 +328,12 @@ class SqlQueries implements StoreTx {
 
   async updateDesiredLrp(d: DesiredLrp) {
     const { process_guid, ...rest } = desiredToRow(d);
-    await this.db.updateTable('desired_lrps').set(rest).where('process_guid', '=', process_guid).execute();
+    await this.rows(this.db.updateTable('desired_lrps').set(rest).where('process_guid', '=', process_guid));
     this.written.set(d, rest.data);
   }
 
   async deleteDesiredLrp(processGuid: string) {
-    await this.db.deleteFrom('desired_lrps').where('process_guid', '=', processGuid).execute();
+    await this.rows(this.db.deleteFrom('desired_lrps').where('process_guid', '=', processGuid));
   }
 
   async insertActualLrp(a: ActualLrp) {
@@ -323,33 +356,35 @@ class SqlQueries implements StoreTx {
   }
 
   async deleteActualLrp(processGuid: string, index: number) {
-    await this.db.deleteFrom('actual_lrps').where('process_guid', '=', processGuid).where('idx', '=', index).execute();
+    await this.rows(this.db.deleteFrom('actual_lrps').where('process_guid', '=', processGuid).where('idx', '=', index));
   }
 
   async upsertCell(c: Cell) {
     const row = { cell_id: c.cellId, heartbeat_at: c.heartbeatAt, data: JSON.stringify(c) };
-    await this.db
-      .insertInto('cells')
-      .values(row)
-      .onConflict((oc) => oc.column('cell_id').doUpdateSet({ heartbeat_at: row.heartbeat_at, data: row.data }))
-      .execute();
+    await this.rows(
+      this.db
+        .insertInto('cells')
+        .values(row)
+        .onConflict((oc) => oc.column('cell_id').doUpdateSet({ heartbeat_at: row.heartbeat_at, data: row.data })),
+    );
   }
 
   async deleteCell(cellId: string) {
-    await this.db.deleteFrom('cells').where('cell_id', '=', cellId).execute();
+    await this.rows(this.db.deleteFrom('cells').where('cell_id', '=', cellId));
   }
 
   async upsertService(s: Service) {
     const row = { id: s.id, state: s.state, data: JSON.stringify(s) };
-    await this.db
-      .insertInto('services')
-      .values(row)
-      .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, data: row.data }))
-      .execute();
+    await this.rows(
+      this.db
+        .insertInto('services')
+        .values(row)
+        .onConflict((oc) => oc.column('id').doUpdateSet({ state: row.state, data: row.data })),
+    );
   }
 
   async deleteService(id: string) {
-    await this.db.deleteFrom('services').where('id', '=', id).execute();
+    await this.rows(this.db.deleteFrom('services').where('id', '=', id));
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
@@ -443,9 +478,9 @@ export class SqlStore extends SqlQueries implements Store {
     readonly kind: Dialect,
     private readonly kysely: Kysely<Database>,
     /** SQLite only: direct access to the connection for the paths that need it */
-    private readonly sqlite?: SqliteDirect,
+    sqlite?: SqliteDirect,
   ) {
-    super(kysely, compileHotStatements(kysely, kind), sqlite?.readArrays);
+    super(kysely, compileHotStatements(kysely, kind), sqlite);
     if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely);
   }
 
@@ -472,7 +507,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.hot, this.readArrays));
+      return fn(new SqlQueries(trx, this.hot, this.sqlite));
     };
     return this.groupCommit ? this.groupCommit.run(work) : this.kysely.transaction().execute(work);
   }

@@ -27,6 +27,17 @@ export function openSqliteStore(path: string): SqlStore {
     },
     close: () => cached.close(),
   };
+  const query = (text: string, parameters: readonly unknown[]) => {
+    const stmt = cached.prepare(text);
+    if (stmt.reader) return { rows: stmt.all(parameters) };
+    const { changes, lastInsertRowid } = stmt.run(parameters);
+    return { rows: [], numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid) };
+  };
   const readArrays = (sql: string, parameters: readonly unknown[]) => db.prepare(sql).raw().all(...parameters) as unknown[][];
-  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), { readArrays, lockInserts: new SqliteLockInserts(db, () => checkpointer.committed()) });
+  return new SqlStore('sqlite', new Kysely<Schema>({ dialect: new SqliteDialect({ database }) }), {
+    query,
+    inTransaction: () => db.inTransaction,
+    readArrays,
+    lockInserts: new SqliteLockInserts(db, () => checkpointer.committed()),
+  });
 }
