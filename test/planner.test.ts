@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eligibleCells, loadCellOf, plan, PLAN_REASONS, targetInstances, type PlanAction, type Snapshot } from '../src/converge/planner.js';
+import { eligibleCells, loadCellOf, nextClockChange, plan, PLAN_REASONS, targetInstances, type PlanAction, type Snapshot } from '../src/converge/planner.js';
 import { claim, newActualLrp, requestStop, start, EMPTY_NET_INFO } from '../src/model/actual-lrp-machine.js';
 import { transitionFor } from '../src/converge/transitions.js';
 import type { ActualLrp, DesiredLrp, DroverPlacement, PlacementStrategy } from '../src/model/lrp.js';
@@ -633,4 +633,31 @@ test('plans 100k instances well within bounds', () => {
   for (const p of ofKind(coldActions, 'place')) perCell.set(p.cellId, (perCell.get(p.cellId) ?? 0) + 1);
   assert.equal(perCell.size, 500);
   assert.ok([...perCell.values()].every((n) => n === 200), 'evenly spread');
+});
+
+test('nextClockChange: the plan changes at that time, not a millisecond before, for each clock-driven action', () => {
+  const longLived = cell('c1', { ttlMs: 3_600_000 });
+  const cases: [string, Snapshot, PlanAction['kind']][] = [
+    ['a live cell goes silent', { now: NOW, desired: [desired('g')], actual: [running('g', 0, 'c1')], cells: [cell('c1', { heartbeatAt: NOW - 4_000 }), cell('c2')] }, 'suspect'],
+    ['a back-off ends', { now: NOW, desired: [desired('g')], actual: [actual('g', 0, { state: 'CRASHED', crashCount: 5, crashReason: 'exit status 1', since: NOW - 1_000 })], cells: [longLived] }, 'restart'],
+    ['a claim times out', { now: NOW, desired: [desired('g')], actual: [claimed('g', 0, 'c1', { since: NOW - 1_000 })], cells: [longLived] }, 'unclaim'],
+    ['a crash count is forgiven', { now: NOW, desired: [desired('g')], actual: [running('g', 0, 'c1', { crashCount: 2, since: NOW - 1_000 })], cells: [longLived] }, 'forgive'],
+  ];
+  for (const [what, snapshot, kind] of cases) {
+    const at = nextClockChange(snapshot);
+    assert.ok(Number.isFinite(at) && at > NOW, what);
+    assert.deepEqual(plan({ ...snapshot, now: at - 1 }), plan(snapshot), what);
+    assert.deepEqual(
+      plan({ ...snapshot, now: at }).map((a) => a.kind),
+      [kind],
+      what,
+    );
+  }
+});
+
+test('nextClockChange: never, with nothing the clock can change', () => {
+  const stopping = running('h', 0, 'c1', { state: 'CLAIMED', stopRequested: true });
+  const gaveUp = actual('g', 0, { state: 'CRASHED', crashCount: DEFAULT_RESTART_POLICY.maxRestarts, since: NOW });
+  assert.equal(nextClockChange({ now: NOW, desired: [desired('g'), desired('h')], actual: [gaveUp, stopping], cells: [dead(cell('c1'))] }), Infinity);
+  assert.equal(nextClockChange({ now: NOW, desired: [desired('u')], actual: [actual('u', 0)], cells: [] }), Infinity);
 });

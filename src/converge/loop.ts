@@ -3,14 +3,15 @@
 // The pass after a commit is targeted: it plans only the LRPs the commits touched (their
 // events name them), with the other LRPs' instances counted per cell for placement. The
 // interval pass, a cell or service change and a leader's first pass plan everything; they
-// also catch what depends on the clock alone (claim timeouts, restarts due, lost cells).
+// also catch what depends on the clock alone (claim timeouts, restarts due, lost cells), and
+// the interval runs one only once the clock has reached such a change (nextClockChange).
 
 import type { CoreContext, Touched } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
 import { cellAlive } from '../model/cell.js';
 import type { ActualLrp } from '../model/lrp.js';
 import type { PlacementCount } from '../store/store.js';
-import { loadCellOf, plan, type PlanAction, type Snapshot } from './planner.js';
+import { loadCellOf, nextClockChange, plan, type PlanAction, type Snapshot } from './planner.js';
 import { DroverError } from '../model/errors.js';
 import type { LeaseFence } from '../store/lease.js';
 
@@ -32,6 +33,8 @@ export interface PassReport {
   snapshotMs: number;
   planMs: number;
   applyMs: number;
+  /** when the clock alone would change the plan of the pass's LRPs (see nextClockChange) */
+  clockChangeAt: number;
 }
 
 /** Above this many touched LRPs a full pass is cheaper than the lists of guids. */
@@ -44,6 +47,12 @@ const MAX_TARGETED = 1000;
  * cells) then waits a few seconds more. Passes set off by changes are not held back.
  */
 const MAX_FULL_PASS_SHARE = 0.1;
+/**
+ * The interval runs a full pass only once the clock has reached a time at which it changes
+ * a plan (the earliest of the passes' nextClockChange), or when the last full pass is this
+ * old: a safety net for a change no commit announced. BBS converges every 30 s.
+ */
+const MAX_FULL_PASS_AGE_MS = 30_000;
 
 /**
  * The guids padded (repeating the last) to a power of two: the IN lists of the snapshot's
@@ -98,7 +107,7 @@ export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fe
   const t2 = performance.now();
   const { applied, settled } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0, settled: new Map<string, number>() };
   const t3 = performance.now();
-  return { actions: actions.length, applied, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2 };
+  return { actions: actions.length, applied, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2, clockChangeAt: nextClockChange(snap) };
 }
 
 export class ConvergenceLoop {
@@ -119,6 +128,8 @@ export class ConvergenceLoop {
   private settled = new Map<string, number>();
   /** when the last full pass ended (performance.now()) and how long it read and planned */
   private lastFull = { endedAt: -Infinity, ms: 0 };
+  /** the earliest clockChangeAt of the last full pass and the passes since (ctx.now() ms) */
+  private clockChangeAt = -Infinity;
   private readonly onCommit = (_lastId: number, touched?: Touched) => {
     if (!touched || touched.other) {
       this.full = true;
@@ -152,7 +163,9 @@ export class ConvergenceLoop {
 
   private onInterval(): void {
     const { endedAt, ms } = this.lastFull;
-    if (performance.now() - endedAt < ms * (1 / MAX_FULL_PASS_SHARE - 1)) return;
+    const age = performance.now() - endedAt;
+    if (age < ms * (1 / MAX_FULL_PASS_SHARE - 1)) return;
+    if (this.ctx.now() < this.clockChangeAt && age < MAX_FULL_PASS_AGE_MS) return;
     this.trigger();
   }
 
@@ -174,7 +187,9 @@ export class ConvergenceLoop {
   private run(): void {
     if (this.stopped) return;
     if (!this.opts.isLeader()) {
-      this.dirty.clear(); // a new leader starts with a full pass
+      // a new leader starts with a full pass
+      this.dirty.clear();
+      this.clockChangeAt = -Infinity;
       return;
     }
     if (this.running) {
@@ -191,11 +206,16 @@ export class ConvergenceLoop {
         this.lastPass = report;
         // registered before the commit's announcement, which waits for the next turn of the event loop
         for (const [guid, events] of report.settled) this.settled.set(guid, events);
-        if (!guids) this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs };
+        if (!guids) {
+          this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs };
+          this.clockChangeAt = report.clockChangeAt;
+        } else this.clockChangeAt = Math.min(this.clockChangeAt, report.clockChangeAt);
         if (report.actions) this.ctx.log.debug({ ...report, targeted: guids?.length }, 'convergence pass');
       })
       .catch((e) => {
-        this.full = true; // the next pass redoes the work (and more)
+        // the next pass, at the latest the next interval's, redoes the work (and more)
+        this.full = true;
+        this.clockChangeAt = -Infinity;
         if (e instanceof DroverError && e.kind === 'conflict') this.ctx.log.warn({ err: e.message }, 'convergence pass refused: no longer the leader');
         else this.ctx.log.error({ err: e }, 'convergence pass failed');
       })

@@ -21,7 +21,7 @@
 
 import type { ActualLrp, DesiredLrp, PlacementStrategy } from '../model/lrp.js';
 import { cellAlive, type Cell } from '../model/cell.js';
-import { DEFAULT_RESTART_POLICY, restartDue, restartPolicyFor, type RestartPolicy } from '../model/restart-policy.js';
+import { DEFAULT_RESTART_POLICY, restartDelayMs, restartDue, restartPolicyFor, type RestartPolicy } from '../model/restart-policy.js';
 
 export const DEFAULT_CLAIM_TIMEOUT_MS = 30_000;
 
@@ -565,4 +565,33 @@ export function plan(snapshot: Snapshot): PlanAction[] {
   }
   while (pos < out.length) result.push(out[pos++]!);
   return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// When the clock alone changes the plan
+
+/**
+ * The earliest time (ms, the snapshot's clock) at which `plan` could give more for this
+ * snapshot with only the clock moved on; Infinity if never. The clock changes a plan in four
+ * places: a live cell going silent, a CRASHED instance's back-off ending, a CLAIMED one's
+ * claim timing out, a RUNNING one's crash count being forgiven. Conservative: an instance
+ * the plan would retire anyway may still give a time (an early pass plans nothing new).
+ */
+export function nextClockChange(snapshot: Snapshot): number {
+  const policy = snapshot.policy ?? DEFAULT_RESTART_POLICY;
+  const claimTimeoutMs = snapshot.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
+  let next = Infinity;
+  for (const c of snapshot.cells) if (cellAlive(c, snapshot.now)) next = Math.min(next, c.heartbeatAt + c.ttlMs + 1);
+  const desiredBy = new Map<string, DesiredLrp>();
+  for (const d of snapshot.desired) desiredBy.set(d.processGuid, d);
+  for (const a of snapshot.actual) {
+    if (a.stopRequested) continue;
+    if (a.state === 'CRASHED') {
+      const d = desiredBy.get(a.actualLrpKey.processGuid);
+      const p = d && restartPolicyFor(d.restart, a.crashReason, policy);
+      if (p && a.crashCount < p.maxRestarts) next = Math.min(next, a.since + restartDelayMs(a.crashCount, p));
+    } else if (a.state === 'CLAIMED') next = Math.min(next, a.since + claimTimeoutMs);
+    else if (a.state === 'RUNNING' && a.crashCount > 0) next = Math.min(next, a.since + policy.crashResetMs);
+  }
+  return next;
 }
