@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { processGroupAlive, processStartTime, startProcess, type ProcessSpec, type RunningProcess } from '../src/agent/executor.js';
-import { SpawnHelper } from '../src/agent/spawn-helper.js';
+import { SPAWNER_PATH, SpawnHelper } from '../src/agent/spawn-helper.js';
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 
@@ -43,6 +43,30 @@ describe('drover-spawner', () => {
     spawner?.close();
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('answers a malformed request as a failed start (EINVAL, step request) and goes on serving', async () => {
+    const frame = (...fields: string[]) => {
+      const body = Buffer.from(fields.map((f) => `${f}\0`).join(''));
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(body.length);
+      return Buffer.concat([len, body]);
+    };
+    const raw = spawn(SPAWNER_PATH, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    raw.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const log = join(dir, 'raw.log');
+    raw.stdin!.write(frame('7', '-1', '-1')); // too few fields
+    raw.stdin!.write(frame('8', '-1', '-1', '/bin/true', '', log, '1', 'true', '2', 'A=1')); // says 2 variables, has 1
+    raw.stdin!.write(frame('9', '-1', '-1', '/bin/true', '', log, '0', '0')); // no argv[0]
+    raw.stdin!.write(frame('10', '-1', '-1', '/bin/true', '', log, '1', 'true', '1', 'A=1'));
+    const deadline = Date.now() + 5_000;
+    while (!/^X /m.test(out) && Date.now() < deadline) await sleep(20);
+    raw.stdin!.end();
+    const lines = out.trim().split('\n');
+    assert.deepEqual(lines.slice(0, 3), ['F 7 22 request', 'F 8 22 request', 'F 9 22 request']);
+    assert.match(lines[3]!, /^S 10 \d+$/);
+    assert.match(lines[4]!, /^X \d+ 0 -$/);
+  });
 
   it('runs processes in their own group, logs to the file and reports each exit', async () => {
     spawner = new SpawnHelper();

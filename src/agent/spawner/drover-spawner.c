@@ -10,7 +10,8 @@
  *   id, uid, gid ("-1": keep), path, dir ("": keep), log file, argc, argv..., envc, env...
  * stdout, to the agent: one line per event
  *   S <id> <pid>                the child has exec'd
- *   F <id> <errno> <step>       it could not start; step = open-log, chdir, setgid, setuid, exec, fork
+ *   F <id> <errno> <step>       it could not start; step = open-log, chdir, setgid, setuid, exec, fork,
+ *                               or request (EINVAL: the frame is not a well-formed request)
  *   X <pid> <code|-> <signal|-> a child exited
  * End of stdin ends this program; its children keep running (a later agent adopts them).
  */
@@ -61,8 +62,8 @@ struct failure {
   int err;
   int step;
 };
-static const char *const STEPS[] = {"open-log", "chdir", "setgid", "setuid", "exec", "fork"};
-enum { STEP_LOG, STEP_CHDIR, STEP_SETGID, STEP_SETUID, STEP_EXEC, STEP_FORK };
+static const char *const STEPS[] = {"open-log", "chdir", "setgid", "setuid", "exec", "fork", "request"};
+enum { STEP_LOG, STEP_CHDIR, STEP_SETGID, STEP_SETUID, STEP_EXEC, STEP_FORK, STEP_REQUEST };
 
 static void fail_child(int pipe_fd, int step) {
   struct failure f = {errno, step};
@@ -161,15 +162,25 @@ static void settle(size_t i) {
   }
 }
 
+/* Whether fields f[0..n) are a request: the fixed fields, argc >= 1 arguments, envc variables. */
+static int well_formed(char **f, size_t n) {
+  if (n < 8) return 0;
+  size_t argc = strtoul(f[6], NULL, 10);
+  if (argc < 1 || argc >= n - 7) return 0;
+  return strtoul(f[7 + argc], NULL, 10) == n - 8 - argc;
+}
+
 static void spawn_frame(char *frame, size_t len) {
   static char *f[MAX_FIELDS + 1];
   size_t n = fields_of(frame, len, f);
-  if (n < 8) return;
-  unsigned long id = strtoul(f[0], NULL, 10);
+  unsigned long id = n > 0 ? strtoul(f[0], NULL, 10) : 0;
+  if (!well_formed(f, n)) {
+    /* Answered, so that the start does not wait for ever; a frame with no id cannot be. */
+    if (n > 0) report("F %lu %d %s\n", id, EINVAL, STEPS[STEP_REQUEST]);
+    return;
+  }
   size_t argc = strtoul(f[6], NULL, 10);
-  if (argc < 1 || 7 + argc >= n) return;
-  size_t envc = strtoul(f[7 + argc], NULL, 10);
-  if (8 + argc + envc != n) return;
+  size_t envc = n - 8 - argc;
   char **argv = &f[7];
   char **envp = &f[8 + argc];
   /* Both lists end in NULL: argv's overwrites the env count, already read. */
