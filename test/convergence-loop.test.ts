@@ -1,6 +1,8 @@
 // The convergence loop driven by commits alone (its interval is an hour here): with no cell,
 // every new instance is marked unplaceable, also when the LRP is scaled up after its own
 // fail_placement was announced (the loop skips only announcements of its own writes).
+// Then the interval: with nothing the clock changes, it plans the commits no announcement
+// told of (another replica's on a shared store), and only those.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -15,12 +17,15 @@ const P = OPEN_MODE_PRINCIPAL;
 const HOUR = 3_600_000;
 const [sqlite] = storeFixtures();
 
-describe('convergence loop, driven by commits alone', () => {
+const lrp = (guid: string) => ({ processGuid: guid, domain: 'loop', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+
+/** A loop on a fresh SQLite store, torn down after the suite. */
+function loopFixture(intervalMs: number): { ctx: () => CoreContext; loop: () => ConvergenceLoop } {
   let ctx: CoreContext;
   let loop: ConvergenceLoop;
   before(async () => {
     ctx = { store: await sqlite!.open(), bus: new EventBus(), log: pino({ level: 'silent' }), now: Date.now };
-    loop = new ConvergenceLoop(ctx, { intervalMs: HOUR, debounceMs: 5, isLeader: () => true });
+    loop = new ConvergenceLoop(ctx, { intervalMs, debounceMs: 5, isLeader: () => true });
     loop.start();
   });
   after(async () => {
@@ -28,22 +33,46 @@ describe('convergence loop, driven by commits alone', () => {
     await ctx.store.close();
     await sqlite!.cleanup();
   });
+  return { ctx: () => ctx, loop: () => loop };
+}
 
-  /** the indexes of `guid`'s instances marked unplaceable, once `count` are (or after 5 s) */
-  const unplaceable = async (guid: string, count: number): Promise<number[]> => {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const marked = (await ctx.store.listActualLrps({ processGuid: guid })).filter((a) => a.placementError).map((a) => a.actualLrpKey.index);
-      if (marked.length >= count || Date.now() > deadline) return marked;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  };
+/** the indexes of `guid`'s instances marked unplaceable, once `count` are (or after `waitMs`) */
+async function unplaceableOf(ctx: CoreContext, guid: string, count: number, waitMs = 5000): Promise<number[]> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const marked = (await ctx.store.listActualLrps({ processGuid: guid })).filter((a) => a.placementError).map((a) => a.actualLrpKey.index);
+    if (marked.length >= count || Date.now() > deadline) return marked;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe('convergence loop, driven by commits alone', () => {
+  const { ctx: fixture } = loopFixture(HOUR);
 
   it('marks new instances unplaceable, and those of a scale-up after that', async () => {
-    const lrp = (guid: string) => ({ processGuid: guid, domain: 'loop', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+    const ctx = fixture();
+    const unplaceable = (guid: string, count: number) => unplaceableOf(ctx, guid, count);
     await Promise.all(['l-1', 'l-2', 'l-3'].map((g) => desireLrp(ctx, P, lrp(g))));
     for (const g of ['l-1', 'l-2', 'l-3']) assert.deepEqual(await unplaceable(g, 1), [0]);
     await updateDesiredLrp(ctx, P, 'l-2', { instances: 3 });
     assert.deepEqual(await unplaceable('l-2', 3), [0, 1, 2]);
+  });
+});
+
+describe('convergence loop, interval passes', () => {
+  const INTERVAL = 50;
+  const { ctx: fixture, loop } = loopFixture(INTERVAL);
+
+  it('plans a commit no announcement told of (another replica’s), and runs no pass while nothing is due', async () => {
+    const ctx = fixture();
+    await new Promise((resolve) => setTimeout(resolve, 4 * INTERVAL)); // the start's full pass is done
+    // another replica: the same store, its own bus (nothing reaches this process's loop)
+    await desireLrp({ ...ctx, bus: new EventBus() }, P, lrp('r-1'));
+    assert.deepEqual(await unplaceableOf(ctx, 'r-1', 1), [0]);
+    await new Promise((resolve) => setTimeout(resolve, 2 * INTERVAL)); // the announcement of that fail_placement
+    const last = loop().lastPass;
+    assert.equal(last?.clockChangeAt, Infinity, 'no cell, nothing claimed or crashed: the clock changes nothing');
+    await new Promise((resolve) => setTimeout(resolve, 10 * INTERVAL));
+    assert.equal(loop().lastPass, last, 'no pass while no commit came and nothing was due');
   });
 });

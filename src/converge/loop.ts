@@ -4,7 +4,8 @@
 // events name them), with the other LRPs' instances counted per cell for placement. The
 // interval pass, a cell or service change and a leader's first pass plan everything; they
 // also catch what depends on the clock alone (claim timeouts, restarts due, lost cells), and
-// the interval runs one only once the clock has reached such a change (nextClockChange).
+// the interval runs one only once the clock has reached such a change (nextClockChange), or
+// when the store holds commits this process did not announce (another replica's).
 
 import type { CoreContext, Touched } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
@@ -130,7 +131,10 @@ export class ConvergenceLoop {
   private lastFull = { endedAt: -Infinity, ms: 0 };
   /** the earliest clockChangeAt of the last full pass and the passes since (ctx.now() ms) */
   private clockChangeAt = -Infinity;
-  private readonly onCommit = (_lastId: number, touched?: Touched) => {
+  /** the last event id announced here or seen in the store by the interval */
+  private lastEventId = 0;
+  private readonly onCommit = (lastId: number, touched?: Touched) => {
+    this.lastEventId = Math.max(this.lastEventId, lastId);
     if (!touched || touched.other) {
       this.full = true;
       this.settled.clear();
@@ -162,11 +166,21 @@ export class ConvergenceLoop {
   }
 
   private onInterval(): void {
+    if (!this.opts.isLeader()) return this.trigger();
     const { endedAt, ms } = this.lastFull;
     const age = performance.now() - endedAt;
     if (age < ms * (1 / MAX_FULL_PASS_SHARE - 1)) return;
-    if (this.ctx.now() < this.clockChangeAt && age < MAX_FULL_PASS_AGE_MS) return;
-    this.trigger();
+    if (this.ctx.now() >= this.clockChangeAt || age >= MAX_FULL_PASS_AGE_MS) return this.trigger();
+    // Commits no announcement told of: another replica's, on a shared store. (One of this
+    // process's own read before its announcement costs a needless pass, once.)
+    this.ctx.store.lastEventId().then(
+      (id) => {
+        if (id <= this.lastEventId) return;
+        this.lastEventId = id;
+        this.trigger();
+      },
+      (e) => this.ctx.log.error({ err: e }, 'convergence: reading the last event id failed'),
+    );
   }
 
   stop(): void {
