@@ -9,6 +9,7 @@ import { unpackActualLrps } from '../src/store/packed-actual-lrps.js';
 import { storeFixtures } from './helpers.js';
 import { openStore } from '../src/store/open.js';
 import { DroverError } from '../src/model/errors.js';
+import type { DesiredLrp } from '../src/model/lrp.js';
 
 const desired = (guid: string, domain = 'd1') =>
   validateDesiredLrp({ processGuid: guid, domain, instances: 2, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
@@ -39,6 +40,21 @@ for (const fixture of storeFixtures()) {
       assert.deepEqual((await store.listDesiredLrps({ processGuids: ['b', 'c'] })).map((d) => d.processGuid), ['b', 'c']);
       assert.equal((await store.getDesiredLrp('b'))?.domain, 'd2');
       assert.equal(await store.getDesiredLrp('zz'), undefined);
+    });
+
+    it('gives convergence the planning fields of desired LRPs, as the whole records have them', async () => {
+      const plain = desired('plan-1');
+      const odd: DesiredLrp = { ...desired('plan-2'), instances: 5, enabled: false, placementTags: ['gpu'], placement: { strategy: 'leader', sites: ['s1'], sections: ['x'] }, restart: { mode: 'on-failure', immediate: false, limit: { restarts: 3, windowMs: 60_000 } } };
+      await store.transaction(async (tx) => {
+        await tx.insertDesiredLrp(plain);
+        await tx.insertDesiredLrp(odd);
+      });
+      const pick = ({ processGuid, domain, instances, enabled, placement, placementTags, restart }: DesiredLrp) =>
+        JSON.parse(JSON.stringify({ processGuid, domain, instances, enabled, placement, placementTags, restart })) as unknown;
+      const whole = await store.listDesiredLrps({ processGuids: ['plan-1', 'plan-2'] });
+      assert.deepEqual(await store.listDesiredLrpPlanInfos({ processGuids: ['plan-1', 'plan-2'] }), whole.map(pick));
+      assert.deepEqual(whole.map(pick), [plain, odd].map(pick));
+      assert.ok((await store.listDesiredLrpPlanInfos()).some((d) => d.processGuid === 'plan-2'));
     });
 
     it('refuses a duplicate desired LRP as exists', async () => {

@@ -72,7 +72,7 @@ export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, target
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
   const actual = await ctx.store.listActualLrps({ processGuids });
-  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrps({ processGuids }), ctx.store.listCells()]);
+  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrpPlanInfos({ processGuids }), ctx.store.listCells()]);
   const now = ctx.now();
   // Only placement needs the others' load, and nothing is placed without a live cell.
   const otherLoad = processGuids && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;

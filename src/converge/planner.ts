@@ -19,7 +19,7 @@
 // Cost: O(desired + actual) map work, plus O(cells log cells) per distinct placement
 // constraint, plus O(log cells) per placement.
 
-import type { ActualLrp, DesiredLrp, PlacementStrategy } from '../model/lrp.js';
+import type { ActualLrp, DesiredLrpPlanInfo, PlacementStrategy } from '../model/lrp.js';
 import { cellAlive, type Cell } from '../model/cell.js';
 import { DEFAULT_RESTART_POLICY, restartDelayMs, restartDue, restartPolicyFor, type RestartPolicy } from '../model/restart-policy.js';
 
@@ -28,7 +28,7 @@ export const DEFAULT_CLAIM_TIMEOUT_MS = 30_000;
 export interface Snapshot {
   /** ms */
   now: number;
-  desired: DesiredLrp[];
+  desired: DesiredLrpPlanInfo[];
   actual: ActualLrp[];
   cells: Cell[];
   /** default DEFAULT_RESTART_POLICY */
@@ -74,7 +74,7 @@ function byCellId(a: Cell, b: Cell): number {
   return a.cellId < b.cellId ? -1 : a.cellId > b.cellId ? 1 : 0;
 }
 
-function constraintsOf(d: DesiredLrp): { sites: string[]; sections: string[]; tags: string[] } {
+function constraintsOf(d: DesiredLrpPlanInfo): { sites: string[]; sections: string[]; tags: string[] } {
   return { sites: d.placement?.sites ?? [], sections: d.placement?.sections ?? [], tags: d.placementTags ?? [] };
 }
 
@@ -107,14 +107,14 @@ function filterEligible(sites: string[], sections: string[], tags: string[], liv
 }
 
 /** The live cells that may run `d`'s instances, sorted by cellId. */
-export function eligibleCells(d: DesiredLrp, cells: Cell[], now: number): Cell[] {
+export function eligibleCells(d: DesiredLrpPlanInfo, cells: Cell[], now: number): Cell[] {
   const live = cells.filter((c) => cellAlive(c, now)).sort(byCellId);
   const { sites, sections, tags } = constraintsOf(d);
   return filterEligible(sites, sections, tags, live);
 }
 
 /** How many instances `d` should have, given the number of live eligible cells. */
-export function targetInstances(d: DesiredLrp, liveEligibleCells: number): number {
+export function targetInstances(d: DesiredLrpPlanInfo, liveEligibleCells: number): number {
   if (d.enabled === false || !(d.instances > 0)) return 0;
   const strategy: PlacementStrategy = d.placement?.strategy ?? 'spread';
   if (strategy === 'every-cell') return liveEligibleCells;
@@ -270,7 +270,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
   const live = [...liveById.values()].sort(byCellId);
 
   const groups = new Map<string, Group>();
-  const groupOf = (d: DesiredLrp): Group => {
+  const groupOf = (d: DesiredLrpPlanInfo): Group => {
     const { sites, sections, tags } = constraintsOf(d);
     const key = sites.length + sections.length + tags.length === 0 ? '' : `${sites.join('\x1f')}\x1e${sections.join('\x1f')}\x1e${tags.join('\x1f')}`;
     let g = groups.get(key);
@@ -283,7 +283,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
   };
 
   // Index the snapshot; every processGuid (desired or not) in sorted order.
-  const desiredBy = new Map<string, DesiredLrp>();
+  const desiredBy = new Map<string, DesiredLrpPlanInfo>();
   for (const d of snapshot.desired) desiredBy.set(d.processGuid, d);
   // (a lone instance is stored as itself: most LRPs at scale have one)
   const actualBy = new Map<string, ActualLrp | ActualLrp[]>();
@@ -310,7 +310,7 @@ export function plan(snapshot: Snapshot): PlanAction[] {
 
   // The LRP being looked at (reused across LRPs: no per-LRP closures).
   let guid = '';
-  let d: DesiredLrp | undefined;
+  let d: DesiredLrpPlanInfo | undefined;
   let enabled = false;
   let target = 0;
   let group: Group | undefined;
@@ -582,7 +582,7 @@ export function nextClockChange(snapshot: Snapshot): number {
   const claimTimeoutMs = snapshot.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
   let next = Infinity;
   for (const c of snapshot.cells) if (cellAlive(c, snapshot.now)) next = Math.min(next, c.heartbeatAt + c.ttlMs + 1);
-  const desiredBy = new Map<string, DesiredLrp>();
+  const desiredBy = new Map<string, DesiredLrpPlanInfo>();
   for (const d of snapshot.desired) desiredBy.set(d.processGuid, d);
   for (const a of snapshot.actual) {
     if (a.stopRequested) continue;

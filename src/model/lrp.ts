@@ -150,6 +150,9 @@ export interface DesiredLrp {
   restartLog?: Record<string, number[]>;
 }
 
+/** What convergence plans from: a desired LRP's count, placement and restart fields. */
+export type DesiredLrpPlanInfo = Pick<DesiredLrp, 'processGuid' | 'domain' | 'instances' | 'enabled' | 'placement' | 'placementTags' | 'restart'>;
+
 export interface DesiredLrpSchedulingInfo {
   processGuid: string;
   domain: string;

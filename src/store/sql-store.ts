@@ -4,7 +4,7 @@
 import { sql, type Compilable, type Kysely, type QueryResult, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
 import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
-import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, Presence, ActualLrpState } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo, Presence, ActualLrpState } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
@@ -15,7 +15,7 @@ import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } fr
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 import { GroupCommit } from './group-commit.js';
 import { packActualLrpRows, packedPages, packedSqliteQuery, type PackedActualLrps } from './packed-actual-lrps.js';
-import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
+import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, PLAN_INFO_FIELDS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
 
@@ -93,6 +93,15 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
     stopRequested: Number(r.stop_requested) === 1,
     targetCellId: r.target_cell_id,
   };
+}
+
+function rowToPlanInfo(r: { process_guid: string; domain: string; instances: number | string; plan: string }): DesiredLrpPlanInfo {
+  const values = JSON.parse(r.plan) as unknown[];
+  const info: Record<string, unknown> = { processGuid: r.process_guid, domain: r.domain, instances: Number(r.instances) };
+  PLAN_INFO_FIELDS.forEach((field, i) => {
+    if (values[i] !== null) info[field] = values[i]; // JSON null: a field the record does not have
+  });
+  return info as DesiredLrpPlanInfo;
 }
 
 function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
@@ -211,6 +220,12 @@ class SqlQueries implements StoreTx {
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
     const rows = await this.rows(q);
     return rows.map((r) => JSON.parse(r.data) as DesiredLrp);
+  }
+
+  async listDesiredLrpPlanInfos(filter: { processGuids?: string[] } = {}) {
+    let q = this.db.selectFrom('desired_lrps').select(['process_guid', 'domain', 'instances', sql.raw<string>(this.hot.planInfo).as('plan')]).orderBy('process_guid');
+    if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
+    return (await this.rows(q)).map(rowToPlanInfo);
   }
 
   async getActualLrp(processGuid: string, index: number) {

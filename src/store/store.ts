@@ -1,7 +1,7 @@
 // One store interface with two implementations (SQLite embedded, PostgreSQL shared).
 // Every use case runs in one transaction: `store.transaction(async tx => ...)`.
 
-import type { ActualLrp, ActualLrpFilter, ActualLrpState, DesiredLrp, DesiredLrpFilter } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpFilter, ActualLrpState, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
@@ -23,6 +23,8 @@ export interface PlacementCount {
 export interface StoreReads {
   getDesiredLrp(processGuid: string): Promise<DesiredLrp | undefined>;
   listDesiredLrps(filter?: DesiredLrpFilter & { serviceId?: string }): Promise<DesiredLrp[]>;
+  /** listDesiredLrps's LRPs (all, or these), only what convergence plans from: no whole record parsed */
+  listDesiredLrpPlanInfos(filter?: { processGuids?: string[] }): Promise<DesiredLrpPlanInfo[]>;
   getActualLrp(processGuid: string, index: number): Promise<ActualLrp | undefined>;
   listActualLrps(filter?: ActualLrpFilter & { processGuids?: string[] }): Promise<ActualLrp[]>;
   /**
