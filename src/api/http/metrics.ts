@@ -143,9 +143,11 @@ function serverRegistry(ctx: CoreContext, options: MetricsOptions): Registry {
 
 export function registerMetrics(app: FastifyInstance, ctx: CoreContext, options: MetricsOptions): void {
   // Route patterns, not URLs, keep the label set small; unknown paths share one label.
-  app.addHook('onResponse', async (request, reply) => {
+  // A callback hook, not an async one: no promise per request.
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url;
     observeRequest('http', route ? `${request.method} ${route}` : 'unmatched', reply.elapsedTime / 1000, reply.statusCode < 400);
+    done();
   });
   const registry = serverRegistry(ctx, options);
   app.get('/metrics', async (request, reply) => {

@@ -7,7 +7,7 @@ import type { Identities } from '../../core/identities.js';
 import { registerBbsRoutes } from '../bbs/routes.js';
 import { registerBbsEvents } from '../bbs/events.js';
 import { encodeResponse } from '../bbs/codec.js';
-import { resolveHttpPrincipal } from './principal.js';
+import { registerPrincipals } from './principal.js';
 import { registerLockRoutes } from './locks.js';
 import { registerServiceRoutes } from './services.js';
 import { registerDashboard, type DashboardOptions } from './dashboard.js';
@@ -31,7 +31,7 @@ export async function buildHttpServer(ctx: CoreContext, identities: Identities, 
   // Bodies stay raw: each API decodes its own encoding (protobuf or JSON).
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.addHook('onRequest', async (request) => resolveHttpPrincipal(request, identities));
+  registerPrincipals(app, identities);
   // Transport-level refusals (body too large, bad framing) still answer in the BBS Error shape.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
