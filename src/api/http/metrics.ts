@@ -39,10 +39,25 @@ const requestSeconds = new Histogram({
   registers: [processWide],
 });
 
+/** One operation's series, labels bound once (made on first use: only observed series are exported). */
+interface OperationSeries {
+  ok: { inc(): void };
+  error: { inc(): void };
+  seconds: { observe(value: number): void };
+}
+
+const seriesByOperation = new Map<string, OperationSeries>();
+
 /** Counts one request of an interface (http, mqtt, amqp, geni, ...). Keep `operation` a fixed name, never an id. */
 export function observeRequest(iface: string, operation: string, seconds: number, ok: boolean): void {
-  requests.inc({ interface: iface, operation, outcome: ok ? 'ok' : 'error' });
-  requestSeconds.observe({ interface: iface, operation }, seconds);
+  const key = `${iface} ${operation}`;
+  let series = seriesByOperation.get(key);
+  if (!series) {
+    series = { ok: requests.labels(iface, operation, 'ok'), error: requests.labels(iface, operation, 'error'), seconds: requestSeconds.labels(iface, operation) };
+    seriesByOperation.set(key, series);
+  }
+  (ok ? series.ok : series.error).inc();
+  series.seconds.observe(seconds);
 }
 
 const STATES: ActualLrpState[] = ['UNCLAIMED', 'CLAIMED', 'RUNNING', 'CRASHED'];
