@@ -157,11 +157,10 @@ const INT_RANGES: Record<string, [number, number]> = {
 interface MessagePlan {
   type: protobuf.Type;
   fields: FieldPlan[];
-  /** compiled on first use */
-  fromJson?: JsonDecoder;
+  /** the JSON walks, compiled on first use */
+  fromJson?: (json: Obj, path: string) => Obj;
+  toJson?: (obj: Obj) => Obj;
 }
-
-type JsonDecoder = (json: Obj, path: string) => Obj;
 
 interface FieldPlan {
   field: protobuf.Field;
@@ -360,22 +359,29 @@ function valueToWire(p: FieldPlan, x: unknown): unknown {
  * of 100k records spent most of its encoding time building and collecting those trees).
  */
 function internalToJson(plan: MessagePlan, obj: Obj): Obj {
-  const out: Obj = {};
-  for (const p of plan.fields) {
-    if (p.embed) {
-      Object.assign(out, internalToJson(p.message!, p.embed === 'flat' ? obj : ((obj[p.name] as Obj | undefined) ?? {})));
-      continue;
-    }
-    const v = obj[p.name];
-    if (v == null) {
-      // zero values are emitted so clients see complete records (BBS does the same)
-      if (p.jsonZero !== undefined) out[p.jsonName] = p.jsonZero;
-    } else if (p.wrapped) out[p.jsonName] = mapInternalToJson(p.wrapped, v as Obj);
-    else if (p.map) out[p.jsonName] = mapInternalToJson(p, v as Obj);
-    else if (p.repeated) out[p.jsonName] = (v as unknown[]).map((x) => valueInternalToJson(p, x));
-    else out[p.jsonName] = valueInternalToJson(p, v);
-  }
-  return out;
+  return (plan.toJson ??= compileToJson(plan))(obj);
+}
+
+function compileToJson(plan: MessagePlan): (obj: Obj) => Obj {
+  const steps = plan.fields.map((p, i) => {
+    const name = JSON.stringify(p.name);
+    const jsonName = JSON.stringify(p.jsonName);
+    if (p.embed === 'flat') return `Object.assign(out, internalToJson(fields[${i}].message, obj));`;
+    if (p.embed) return `Object.assign(out, internalToJson(fields[${i}].message, obj[${name}] ?? {}));`;
+    // zero values are emitted so clients see complete records (BBS does the same)
+    return `v = obj[${name}];
+      if (v != null) out[${jsonName}] = fieldToJson(fields[${i}], v);
+      else if (fields[${i}].jsonZero !== undefined) out[${jsonName}] = fields[${i}].jsonZero;`;
+  });
+  return compileWalk(plan, 'obj', steps, { internalToJson, fieldToJson });
+}
+
+/** A present field's internal value as JSON. */
+function fieldToJson(p: FieldPlan, v: unknown): unknown {
+  if (p.wrapped) return mapInternalToJson(p.wrapped, v as Obj);
+  if (p.map) return mapInternalToJson(p, v as Obj);
+  if (p.repeated) return (v as unknown[]).map((x) => valueInternalToJson(p, x));
+  return valueInternalToJson(p, v);
 }
 
 function mapInternalToJson(p: FieldPlan, m: Obj): Obj {
@@ -407,13 +413,7 @@ function jsonToInternal(plan: MessagePlan, json: Obj, path: string): Obj {
   return (plan.fromJson ??= compileFromJson(plan))(json, path);
 }
 
-/**
- * A message type's JSON decoder, compiled once from its plan into straight-line code naming
- * each field: a loop reading and storing under computed keys cost more than all the rest of
- * a desire's decoding (V8 caches property access per code site, and one site for ~40 fields
- * misses). Names come from the schema; fields keep their order (absent ones left out or zero).
- */
-function compileFromJson(plan: MessagePlan): JsonDecoder {
+function compileFromJson(plan: MessagePlan): (json: Obj, path: string) => Obj {
   const steps = plan.fields.map((p, i) => {
     const name = JSON.stringify(p.name);
     if (p.embed === 'flat') return `Object.assign(out, jsonToInternal(fields[${i}].message, json, path));`;
@@ -424,8 +424,19 @@ function compileFromJson(plan: MessagePlan): JsonDecoder {
       if (v != null) out[${name}] = fieldFromJson(fields[${i}], v, path);
       else if ((v = absentValue(fields[${i}])) !== undefined) out[${name}] = v;`;
   });
-  const body = `return (json, path) => { const out = {}; let v;\n${steps.join('\n')}\nreturn out; };`;
-  return new Function('fields', 'jsonToInternal', 'fieldFromJson', 'absentValue', body)(plan.fields, jsonToInternal, fieldFromJson, absentValue);
+  return compileWalk(plan, 'json, path', steps, { jsonToInternal, fieldFromJson, absentValue });
+}
+
+/**
+ * A message type's walk between JSON and internal, compiled once from its plan into
+ * straight-line code naming each field: a loop reading and storing under computed keys cost
+ * more than all the rest of a desire's decoding (V8 caches property access per code site,
+ * and one site for ~40 fields misses). Field names come from the schema; each step reads
+ * `v` and writes `out` in field order; `fields` and the helpers are in scope.
+ */
+function compileWalk<Walk>(plan: MessagePlan, params: string, steps: string[], helpers: Record<string, unknown>): Walk {
+  const body = `return (${params}) => { const out = {}; let v;\n${steps.join('\n')}\nreturn out; };`;
+  return new Function('fields', ...Object.keys(helpers), body)(plan.fields, ...Object.values(helpers));
 }
 
 /** A present field's JSON value, checked and converted. */
