@@ -21,11 +21,17 @@ export type ErrorKind =
   | 'internal';
 
 export class DroverError extends Error {
-  constructor(
-    readonly kind: ErrorKind,
-    message: string,
-  ) {
+  readonly kind: ErrorKind;
+
+  constructor(kind: ErrorKind, message: string) {
+    // An error the caller caused is answered, never debugged: no stack trace is captured
+    // (walking the awaits cost a BBS get of an unknown LRP more than its decode and encode).
+    // Internal errors keep theirs.
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (kind !== 'internal') Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = stackTraceLimit;
+    this.kind = kind;
     this.name = 'DroverError';
   }
 }

@@ -6,10 +6,10 @@
 //   wire:     what protobufjs encodes and decodes (enum numbers, int64 `since` in ns,
 //             routes as raw JSON bytes inside the ProtoRoutes wrapper);
 //   JSON:     BBS's JSON (snake_case, enum names, ActualLRP keys flattened).
-// Every decode ends in wireToInternal (JSON is first checked and turned into a wire
-// object), so both encodings yield the same internal shape by construction. Protobuf
-// encodes go through internalToWire; JSON encodes go straight from internal to JSON,
-// scalar by scalar through the same wire conversion.
+// Protobuf decodes go through wireToInternal; JSON decodes go straight from JSON to
+// internal, each value through the same conversions as a wire value, so both encodings
+// yield the same internal shape. Protobuf encodes go through internalToWire; JSON encodes
+// go straight from internal to JSON, scalar by scalar through the same wire conversion.
 
 import protobuf from 'protobufjs';
 import { packagePath } from '../../package-root.js';
@@ -31,11 +31,10 @@ export function bbsProtoRoot(): protobuf.Root {
   return root;
 }
 
-function messageType(typeName: string): protobuf.Type {
-  return bbsProtoRoot().lookupType(typeName);
-}
-
 export function isProtobufContentType(contentType: string | undefined): boolean {
+  // the two labels clients send, answered without parsing
+  if (contentType === JSON_CONTENT_TYPE) return false;
+  if (contentType === PROTOBUF_CONTENT_TYPE) return true;
   return (contentType ?? '').split(';')[0]!.trim().toLowerCase() === PROTOBUF_CONTENT_TYPE;
 }
 
@@ -49,29 +48,29 @@ export interface Encoded {
 
 /** Decodes a request body (protobuf if so labelled, else JSON) into the internal shape. */
 export function decodeRequest<T = Obj>(typeName: string, body: Buffer, contentType: string | undefined): T {
-  const type = messageType(typeName);
-  let wire: Obj;
+  const plan = messagePlan(typeName);
+  const type = plan.type;
   if (isProtobufContentType(contentType)) {
+    let wire: Obj;
     try {
       wire = type.decode(body) as unknown as Obj;
     } catch (e) {
       throw new BbsCodecError('InvalidProtobufMessage', `invalid protobuf ${type.name}: ${(e as Error).message}`);
     }
-  } else {
-    const text = body.toString('utf8');
-    let json: unknown;
-    try {
-      // an empty body is an empty message, as it is in protobuf
-      json = text.trim() === '' ? {} : JSON.parse(text);
-    } catch (e) {
-      throw new BbsCodecError('InvalidJSON', `invalid JSON body: ${(e as Error).message}`);
-    }
-    if (json !== null && !isPlainObject(json)) {
-      throw new BbsCodecError('InvalidRequest', `the ${type.name} body must be a JSON object, got ${jsonKind(json)}`);
-    }
-    wire = jsonToWire(type, json ?? {}, '');
+    return wireToInternal(plan, wire) as T;
   }
-  return wireToInternal(type, wire) as T;
+  const text = body.toString('utf8');
+  let json: unknown;
+  try {
+    // an empty body is an empty message, as it is in protobuf
+    json = text.trim() === '' ? {} : JSON.parse(text);
+  } catch (e) {
+    throw new BbsCodecError('InvalidJSON', `invalid JSON body: ${(e as Error).message}`);
+  }
+  if (json !== null && !isPlainObject(json)) {
+    throw new BbsCodecError('InvalidRequest', `the ${type.name} body must be a JSON object, got ${jsonKind(json)}`);
+  }
+  return jsonToInternal(plan, json ?? {}, '') as T;
 }
 
 /** Encodes a response in the encoding the request used (protobuf or JSON). */
@@ -80,11 +79,11 @@ export function encodeResponse(
   obj: object,
   contentType: string | undefined,
 ): Encoded {
-  const type = messageType(typeName);
+  const plan = messagePlan(typeName);
   if (isProtobufContentType(contentType)) {
-    return { body: encodeWire(type, internalToWire(type, obj as Obj)), contentType: PROTOBUF_CONTENT_TYPE };
+    return { body: encodeWire(plan, obj as Obj), contentType: PROTOBUF_CONTENT_TYPE };
   }
-  return { body: Buffer.from(JSON.stringify(internalToJson(type, obj as Obj))), contentType: JSON_CONTENT_TYPE };
+  return { body: Buffer.from(JSON.stringify(internalToJson(plan, obj as Obj))), contentType: JSON_CONTENT_TYPE };
 }
 
 /** decodeRequest under a neutral name, for clients decoding responses (the agent). */
@@ -103,17 +102,16 @@ export function encodeMessage(
 
 /** An event for SSE `data:`: base64 of its protobuf encoding, as BBS sends it. */
 export function encodeEvent(typeName: string, obj: object): string {
-  const type = messageType(typeName);
-  return encodeWire(type, internalToWire(type, obj as Obj)).toString('base64');
+  return encodeWire(messagePlan(typeName), obj as Obj).toString('base64');
 }
 
 /** An event as BBS-style JSON text (Drover's `?format=json`). */
 export function encodeEventJson(typeName: string, obj: object): string {
-  return JSON.stringify(internalToJson(messageType(typeName), obj as Obj));
+  return JSON.stringify(internalToJson(messagePlan(typeName), obj as Obj));
 }
 
-function encodeWire(type: protobuf.Type, wire: Obj): Buffer<ArrayBuffer> {
-  const bytes = type.encode(wire).finish();
+function encodeWire(plan: MessagePlan, obj: Obj): Buffer<ArrayBuffer> {
+  const bytes = plan.type.encode(internalToWire(plan, obj)).finish();
   // a view, not a copy (list responses can be large); protobufjs writes into an ArrayBuffer
   return Buffer.from(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength);
 }
@@ -137,257 +135,6 @@ const FLAT_EMBEDDED = new Set(['DesiredLRPSchedulingInfo.desiredLrpKey', 'Desire
 // wrapper (e.g. "don't change the routes" in an update) stays distinguishable.
 const TRANSPARENT_WRAPPERS = new Set(['ProtoRoutes']);
 
-type Embed = 'json' | 'flat' | undefined;
-
-// Asked for every field of every record: computed once per field (the schema never changes).
-const embedKinds = new WeakMap<protobuf.Field, Embed | null>();
-
-function embedKind(f: protobuf.Field): Embed {
-  let kind = embedKinds.get(f);
-  if (kind === undefined) {
-    const key = `${f.parent?.name}.${f.name}`;
-    kind = JSON_EMBEDDED.has(key) ? 'json' : FLAT_EMBEDDED.has(key) ? 'flat' : null;
-    embedKinds.set(f, kind);
-  }
-  return kind ?? undefined;
-}
-
-function wrappedField(f: protobuf.Field): protobuf.Field | undefined {
-  const t = f.resolvedType;
-  return t instanceof protobuf.Type && TRANSPARENT_WRAPPERS.has(t.name) ? t.fieldsArray[0] : undefined;
-}
-
-/** map<string, bytes> values are raw JSON documents (route definitions). */
-function isJsonBytes(f: protobuf.Field): boolean {
-  return f.map && f.type === 'bytes';
-}
-
-/** `since` is unix nanoseconds on the wire and in BBS JSON, milliseconds internally. */
-function isNanosTimestamp(f: protobuf.Field): boolean {
-  return f.name === 'since' && f.long;
-}
-
-/**
- * The value an absent field reads as: proto3 zero values for scalars, [] and {} for
- * repeated and map fields; none (null) for messages and `optional` fields, which stay absent.
- */
-function defaultOf(f: protobuf.Field): unknown {
-  if (f.repeated) return [];
-  if (f.map) return {};
-  return f.hasPresence ? null : f.typeDefault;
-}
-
-function subType(f: protobuf.Field): protobuf.Type {
-  return f.resolvedType as protobuf.Type;
-}
-
-// ------------------------------------------------------------------ wire <-> internal
-
-function wireToInternal(type: protobuf.Type, wire: Obj): Obj {
-  const out: Obj = {};
-  for (const f of type.fieldsArray) {
-    const embed = embedKind(f);
-    if (embed) {
-      const sub = wireToInternal(subType(f), (wire[f.name] as Obj | null) ?? {});
-      if (embed === 'flat') Object.assign(out, sub);
-      else out[f.name] = sub;
-      continue;
-    }
-    const w = wire[f.name];
-    if (w == null && !f.repeated && !f.map && !f.bytes) {
-      const absent = absentValue(f);
-      if (absent !== null) out[f.name] = absent;
-      continue;
-    }
-    const v = w ?? defaultOf(f);
-    if (v == null) continue;
-    const inner = wrappedField(f);
-    if (inner) out[f.name] = mapToInternal(inner, ((v as Obj)[inner.name] as Obj | null) ?? {});
-    else if (f.map) out[f.name] = mapToInternal(f, v as Obj);
-    else if (f.repeated) out[f.name] = (v as unknown[]).map((x) => valueToInternal(f, x));
-    else out[f.name] = valueToInternal(f, v);
-  }
-  return out;
-}
-
-// What an absent single field reads as internally (null: it stays absent). Asked for most
-// fields of every decoded request, so computed once per field; only immutable values qualify
-// (the callers leave out repeated, map and bytes fields, which get fresh objects).
-const absentValues = new WeakMap<protobuf.Field, unknown>();
-
-function absentValue(f: protobuf.Field): unknown {
-  if (absentValues.has(f)) return absentValues.get(f);
-  const zero = defaultOf(f);
-  const value = zero == null ? null : valueToInternal(f, zero);
-  absentValues.set(f, value);
-  return value;
-}
-
-function mapToInternal(f: protobuf.Field, m: Obj): Obj {
-  const out: Obj = {};
-  for (const [k, x] of Object.entries(m)) {
-    out[k] = isJsonBytes(f) ? parseJsonBytes(f, k, x as Uint8Array) : valueToInternal(f, x);
-  }
-  return out;
-}
-
-function valueToInternal(f: protobuf.Field, x: unknown): unknown {
-  const t = f.resolvedType;
-  if (t instanceof protobuf.Type) return wireToInternal(t, x as Obj);
-  if (t instanceof protobuf.Enum) {
-    const name = t.valuesById[x as number];
-    if (name === undefined) throw new BbsCodecError('InvalidRequest', `${f.parent?.name}.${f.protoName}: unknown ${t.name} value ${String(x)}`);
-    return name;
-  }
-  if (f.long) {
-    const n = longToNumber(x);
-    // rounded: at today's magnitudes a JS number can't hold every nanosecond exactly
-    return isNanosTimestamp(f) ? Math.round(n / 1e6) : n;
-  }
-  if (f.bytes) return Buffer.from(x as Uint8Array);
-  return x;
-}
-
-function parseJsonBytes(f: protobuf.Field, key: string, bytes: Uint8Array): unknown {
-  const text = Buffer.from(bytes).toString('utf8');
-  if (text === '') return null;
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new BbsCodecError('InvalidRequest', `${f.parent?.name}.${f.protoName}[${JSON.stringify(key)}] is not valid JSON`);
-  }
-}
-
-function longToNumber(x: unknown): number {
-  // protobufjs gives a Long (whose toString is exact decimal), JSON gives a number
-  return typeof x === 'number' ? x : Number(String(x));
-}
-
-function internalToWire(type: protobuf.Type, obj: Obj): Obj {
-  const out: Obj = {};
-  for (const f of type.fieldsArray) {
-    const embed = embedKind(f);
-    if (embed) {
-      out[f.name] = internalToWire(subType(f), embed === 'flat' ? obj : ((obj[f.name] as Obj | undefined) ?? {}));
-      continue;
-    }
-    const v = obj[f.name];
-    if (v == null) continue;
-    const inner = wrappedField(f);
-    if (inner) out[f.name] = { [inner.name]: mapToWire(inner, v as Obj) };
-    else if (f.map) out[f.name] = mapToWire(f, v as Obj);
-    else if (f.repeated) out[f.name] = (v as unknown[]).map((x) => valueToWire(f, x));
-    else out[f.name] = valueToWire(f, v);
-  }
-  return out;
-}
-
-function mapToWire(f: protobuf.Field, m: Obj): Obj {
-  const out: Obj = {};
-  for (const [k, x] of Object.entries(m)) {
-    out[k] = isJsonBytes(f) ? Buffer.from(JSON.stringify(x) ?? 'null') : valueToWire(f, x);
-  }
-  return out;
-}
-
-function valueToWire(f: protobuf.Field, x: unknown): unknown {
-  const t = f.resolvedType;
-  if (t instanceof protobuf.Type) return internalToWire(t, x as Obj);
-  if (t instanceof protobuf.Enum) {
-    if (typeof x === 'number') return x;
-    const n = t.values[x as string];
-    if (n === undefined) throw new Error(`cannot encode ${f.parent?.name}.${f.name}: unknown ${t.name} value ${String(x)}`);
-    return n;
-  }
-  // exact: ms * 1e6 exceeds 2^53, so multiply as a bigint; protobufjs takes decimal strings
-  if (isNanosTimestamp(f)) return (BigInt(Math.trunc(x as number)) * 1_000_000n).toString();
-  return x;
-}
-
-// ------------------------------------------------------ internal -> JSON, JSON -> wire
-
-/**
- * internal -> JSON in one walk, for responses and events: no wire tree in between (a list
- * of 100k records spent most of its encoding time building and collecting those trees).
- */
-function internalToJson(type: protobuf.Type, obj: Obj): Obj {
-  const out: Obj = {};
-  for (const f of type.fieldsArray) {
-    const embed = embedKind(f);
-    if (embed) {
-      Object.assign(out, internalToJson(subType(f), embed === 'flat' ? obj : ((obj[f.name] as Obj | undefined) ?? {})));
-      continue;
-    }
-    const v = obj[f.name];
-    if (v == null) {
-      // zero values are emitted so clients see complete records (BBS does the same)
-      const d = defaultOf(f);
-      if (d != null) out[f.protoName] = f.repeated || f.map ? d : valueToJson(f, d);
-      continue;
-    }
-    const inner = wrappedField(f);
-    if (inner) out[f.protoName] = mapInternalToJson(inner, v as Obj);
-    else if (f.map) out[f.protoName] = mapInternalToJson(f, v as Obj);
-    else if (f.repeated) out[f.protoName] = (v as unknown[]).map((x) => valueInternalToJson(f, x));
-    else out[f.protoName] = valueInternalToJson(f, v);
-  }
-  return out;
-}
-
-function mapInternalToJson(f: protobuf.Field, m: Obj): Obj {
-  const out: Obj = {};
-  for (const [k, x] of Object.entries(m)) {
-    // a JSON document stays one (as its bytes would parse back), absent reads as null
-    out[k] = isJsonBytes(f) ? (x === undefined ? null : x) : valueInternalToJson(f, x);
-  }
-  return out;
-}
-
-function valueInternalToJson(f: protobuf.Field, x: unknown): unknown {
-  const t = f.resolvedType;
-  return t instanceof protobuf.Type ? internalToJson(t, x as Obj) : valueToJson(f, valueToWire(f, x));
-}
-
-function valueToJson(f: protobuf.Field, x: unknown): unknown {
-  const t = f.resolvedType;
-  if (t instanceof protobuf.Enum) return t.valuesById[x as number] ?? x;
-  if (f.long) return longToNumber(x); // BBS JSON has int64 as numbers
-  if (f.bytes) return Buffer.from(x as Uint8Array).toString('base64');
-  return x;
-}
-
-/** Checks a JSON value against the schema and turns it into a wire object. */
-function jsonToWire(type: protobuf.Type, json: Obj, path: string): Obj {
-  const out: Obj = {};
-  for (const f of type.fieldsArray) {
-    if (embedKind(f)) {
-      out[f.name] = jsonToWire(subType(f), json, path); // its fields are on this object
-      continue;
-    }
-    const v = json[f.protoName]; // keys are snake_case; others are ignored
-    if (v == null) continue; // null is absent, as for Go's encoding/json
-    // built only for present fields: most of a DesiredLRP's ~40 fields are absent in a desire
-    const p = path ? `${path}.${f.protoName}` : f.protoName;
-    const inner = wrappedField(f);
-    if (inner) out[f.name] = { [inner.name]: mapFromJson(inner, v, p) };
-    else if (f.map) out[f.name] = mapFromJson(f, v, p);
-    else if (f.repeated) {
-      if (!Array.isArray(v)) throw invalidField(p, 'an array', v);
-      out[f.name] = v.map((x, i) => valueFromJson(f, x, `${p}[${i}]`));
-    } else out[f.name] = valueFromJson(f, v, p);
-  }
-  return out;
-}
-
-function mapFromJson(f: protobuf.Field, v: unknown, path: string): Obj {
-  if (!isPlainObject(v)) throw invalidField(path, 'an object', v);
-  const out: Obj = {};
-  for (const [k, x] of Object.entries(v)) {
-    out[k] = isJsonBytes(f) ? Buffer.from(JSON.stringify(x)) : valueFromJson(f, x, `${path}[${JSON.stringify(k)}]`);
-  }
-  return out;
-}
-
 const INT_RANGES: Record<string, [number, number]> = {
   int32: [-(2 ** 31), 2 ** 31 - 1],
   sint32: [-(2 ** 31), 2 ** 31 - 1],
@@ -401,26 +148,340 @@ const INT_RANGES: Record<string, [number, number]> = {
   fixed64: [0, 2 ** 64],
 };
 
-// Strict on purpose: protobufjs's fromObject would quietly turn "three" into 0.
-function valueFromJson(f: protobuf.Field, v: unknown, path: string): unknown {
-  const t = f.resolvedType;
-  if (t instanceof protobuf.Type) {
-    if (!isPlainObject(v)) throw invalidField(path, 'an object', v);
-    return jsonToWire(t, v, path);
+// ------------------------------------------------------------------ per-type plans
+
+// Every request walks every field of its message types: what each field needs is worked
+// out once, on first use, into plain objects (protobufjs fields answer some of it through
+// getters, and the special cases above are keyed by name).
+
+interface MessagePlan {
+  type: protobuf.Type;
+  fields: FieldPlan[];
+  /** the JSON walks, compiled on first use */
+  fromJson?: (json: Obj, path: string) => Obj;
+  toJson?: (obj: Obj) => Obj;
+}
+
+interface FieldPlan {
+  field: protobuf.Field;
+  /** camelCase: the key internally and on the wire */
+  name: string;
+  /** snake_case: the key in BBS JSON */
+  jsonName: string;
+  embed: 'json' | 'flat' | undefined;
+  repeated: boolean;
+  map: boolean;
+  long: boolean;
+  bytes: boolean;
+  /** `since`: unix nanoseconds on the wire and in BBS JSON, milliseconds internally */
+  nanos: boolean;
+  /** map<string, bytes> values are raw JSON documents (route definitions) */
+  jsonBytes: boolean;
+  /** the field's message type (embedded and wrapper fields included) */
+  message: MessagePlan | undefined;
+  enumType: protobuf.Enum | undefined;
+  /** the map field inside a transparent wrapper */
+  wrapped: FieldPlan | undefined;
+  intRange: [number, number] | undefined;
+  /** what an absent single field reads as internally (undefined: it stays absent) */
+  absent: unknown;
+  /** what internal -> JSON writes for an absent field, as BBS does (undefined: nothing) */
+  jsonZero: unknown;
+}
+
+const plansByType = new Map<protobuf.Type, MessagePlan>();
+const plansByName = new Map<string, MessagePlan>();
+
+function messagePlan(typeName: string): MessagePlan {
+  let plan = plansByName.get(typeName);
+  if (!plan) {
+    plan = planOf(bbsProtoRoot().lookupType(typeName));
+    plansByName.set(typeName, plan);
   }
-  if (t instanceof protobuf.Enum) {
-    if (typeof v === 'string' && v in t.values) return t.values[v];
-    if (typeof v === 'number' && v in t.valuesById) return v;
+  return plan;
+}
+
+function planOf(type: protobuf.Type): MessagePlan {
+  let plan = plansByType.get(type);
+  if (!plan) {
+    // registered before its fields are planned: message types can nest themselves (Action)
+    plan = { type, fields: [] };
+    plansByType.set(type, plan);
+    plan.fields = type.fieldsArray.map(fieldPlan);
+  }
+  return plan;
+}
+
+function fieldPlan(f: protobuf.Field): FieldPlan {
+  const t = f.resolvedType;
+  const key = `${f.parent?.name}.${f.name}`;
+  const message = t instanceof protobuf.Type ? planOf(t) : undefined;
+  const plan: FieldPlan = {
+    field: f,
+    name: f.name,
+    jsonName: f.protoName,
+    embed: JSON_EMBEDDED.has(key) ? 'json' : FLAT_EMBEDDED.has(key) ? 'flat' : undefined,
+    repeated: f.repeated,
+    map: f.map,
+    long: f.long,
+    bytes: f.bytes,
+    nanos: f.name === 'since' && f.long,
+    jsonBytes: f.map && f.type === 'bytes',
+    message,
+    enumType: t instanceof protobuf.Enum ? t : undefined,
+    wrapped: message && TRANSPARENT_WRAPPERS.has(message.type.name) ? message.fields[0] : undefined,
+    intRange: INT_RANGES[f.type],
+    absent: undefined,
+    jsonZero: undefined,
+  };
+  // proto3 zero values for scalars, [] and {} for repeated and map fields; messages and
+  // `optional` fields have none and stay absent
+  const zero = f.repeated || f.map || f.hasPresence ? undefined : f.typeDefault;
+  if (zero != null) plan.absent = valueToInternal(plan, zero);
+  plan.jsonZero = f.repeated ? Object.freeze([]) : f.map ? Object.freeze({}) : zero == null ? undefined : valueToJson(plan, zero);
+  return plan;
+}
+
+/** What an absent field reads as internally (undefined: it stays absent); mutable values are fresh. */
+function absentValue(p: FieldPlan): unknown {
+  if (p.repeated) return [];
+  if (p.map) return {};
+  return p.bytes && p.absent !== undefined ? Buffer.from(p.absent as Uint8Array) : p.absent;
+}
+
+// ------------------------------------------------------------------ wire <-> internal
+
+function wireToInternal(plan: MessagePlan, wire: Obj): Obj {
+  const out: Obj = {};
+  for (const p of plan.fields) {
+    if (p.embed) {
+      const sub = wireToInternal(p.message!, (wire[p.name] as Obj | null) ?? {});
+      if (p.embed === 'flat') Object.assign(out, sub);
+      else out[p.name] = sub;
+      continue;
+    }
+    const w = wire[p.name];
+    if (w == null) {
+      const absent = absentValue(p);
+      if (absent !== undefined) out[p.name] = absent;
+    } else if (p.wrapped) out[p.name] = mapToInternal(p.wrapped, ((w as Obj)[p.wrapped.name] as Obj | null) ?? {});
+    else if (p.map) out[p.name] = mapToInternal(p, w as Obj);
+    else if (p.repeated) out[p.name] = (w as unknown[]).map((x) => valueToInternal(p, x));
+    else out[p.name] = valueToInternal(p, w);
+  }
+  return out;
+}
+
+function mapToInternal(p: FieldPlan, m: Obj): Obj {
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(m)) {
+    out[k] = p.jsonBytes ? parseJsonBytes(p, k, x as Uint8Array) : valueToInternal(p, x);
+  }
+  return out;
+}
+
+function valueToInternal(p: FieldPlan, x: unknown): unknown {
+  if (p.message) return wireToInternal(p.message, x as Obj);
+  if (p.enumType) return enumName(p, x);
+  if (p.long) {
+    const n = longToNumber(x);
+    // rounded: at today's magnitudes a JS number can't hold every nanosecond exactly
+    return p.nanos ? Math.round(n / 1e6) : n;
+  }
+  if (p.bytes) return Buffer.from(x as Uint8Array);
+  return x;
+}
+
+function enumName(p: FieldPlan, x: unknown): string {
+  const name = p.enumType!.valuesById[x as number];
+  if (name === undefined) throw new BbsCodecError('InvalidRequest', `${p.field.parent?.name}.${p.jsonName}: unknown ${p.enumType!.name} value ${String(x)}`);
+  return name;
+}
+
+function parseJsonBytes(p: FieldPlan, key: string, bytes: Uint8Array): unknown {
+  const text = Buffer.from(bytes).toString('utf8');
+  if (text === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BbsCodecError('InvalidRequest', `${p.field.parent?.name}.${p.jsonName}[${JSON.stringify(key)}] is not valid JSON`);
+  }
+}
+
+function longToNumber(x: unknown): number {
+  // protobufjs gives a Long (whose toString is exact decimal), JSON gives a number
+  return typeof x === 'number' ? x : Number(String(x));
+}
+
+function internalToWire(plan: MessagePlan, obj: Obj): Obj {
+  const out: Obj = {};
+  for (const p of plan.fields) {
+    if (p.embed) {
+      out[p.name] = internalToWire(p.message!, p.embed === 'flat' ? obj : ((obj[p.name] as Obj | undefined) ?? {}));
+      continue;
+    }
+    const v = obj[p.name];
+    if (v == null) continue;
+    if (p.wrapped) out[p.name] = { [p.wrapped.name]: mapToWire(p.wrapped, v as Obj) };
+    else if (p.map) out[p.name] = mapToWire(p, v as Obj);
+    else if (p.repeated) out[p.name] = (v as unknown[]).map((x) => valueToWire(p, x));
+    else out[p.name] = valueToWire(p, v);
+  }
+  return out;
+}
+
+function mapToWire(p: FieldPlan, m: Obj): Obj {
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(m)) {
+    out[k] = p.jsonBytes ? Buffer.from(JSON.stringify(x) ?? 'null') : valueToWire(p, x);
+  }
+  return out;
+}
+
+function valueToWire(p: FieldPlan, x: unknown): unknown {
+  if (p.message) return internalToWire(p.message, x as Obj);
+  const t = p.enumType;
+  if (t) {
+    if (typeof x === 'number') return x;
+    const n = t.values[x as string];
+    if (n === undefined) throw new Error(`cannot encode ${p.field.parent?.name}.${p.name}: unknown ${t.name} value ${String(x)}`);
+    return n;
+  }
+  // exact: ms * 1e6 exceeds 2^53, so multiply as a bigint; protobufjs takes decimal strings
+  if (p.nanos) return (BigInt(Math.trunc(x as number)) * 1_000_000n).toString();
+  return x;
+}
+
+// ------------------------------------------------------ internal -> JSON, JSON -> internal
+
+/**
+ * internal -> JSON in one walk, for responses and events: no wire tree in between (a list
+ * of 100k records spent most of its encoding time building and collecting those trees).
+ */
+function internalToJson(plan: MessagePlan, obj: Obj): Obj {
+  return (plan.toJson ??= compileToJson(plan))(obj);
+}
+
+function compileToJson(plan: MessagePlan): (obj: Obj) => Obj {
+  const steps = plan.fields.map((p, i) => {
+    const name = JSON.stringify(p.name);
+    const jsonName = JSON.stringify(p.jsonName);
+    if (p.embed === 'flat') return `Object.assign(out, internalToJson(fields[${i}].message, obj));`;
+    if (p.embed) return `Object.assign(out, internalToJson(fields[${i}].message, obj[${name}] ?? {}));`;
+    // zero values are emitted so clients see complete records (BBS does the same)
+    return `v = obj[${name}];
+      if (v != null) out[${jsonName}] = fieldToJson(fields[${i}], v);
+      else if (fields[${i}].jsonZero !== undefined) out[${jsonName}] = fields[${i}].jsonZero;`;
+  });
+  return compileWalk(plan, 'obj', steps, { internalToJson, fieldToJson });
+}
+
+/** A present field's internal value as JSON. */
+function fieldToJson(p: FieldPlan, v: unknown): unknown {
+  if (p.wrapped) return mapInternalToJson(p.wrapped, v as Obj);
+  if (p.map) return mapInternalToJson(p, v as Obj);
+  if (p.repeated) return (v as unknown[]).map((x) => valueInternalToJson(p, x));
+  return valueInternalToJson(p, v);
+}
+
+function mapInternalToJson(p: FieldPlan, m: Obj): Obj {
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(m)) {
+    // a JSON document stays one (as its bytes would parse back), absent reads as null
+    out[k] = p.jsonBytes ? (x === undefined ? null : x) : valueInternalToJson(p, x);
+  }
+  return out;
+}
+
+function valueInternalToJson(p: FieldPlan, x: unknown): unknown {
+  return p.message ? internalToJson(p.message, x as Obj) : valueToJson(p, valueToWire(p, x));
+}
+
+function valueToJson(p: FieldPlan, x: unknown): unknown {
+  if (p.enumType) return p.enumType.valuesById[x as number] ?? x;
+  if (p.long) return longToNumber(x); // BBS JSON has int64 as numbers
+  if (p.bytes) return Buffer.from(x as Uint8Array).toString('base64');
+  return x;
+}
+
+/**
+ * Checks a JSON value against the schema and turns it into the internal shape: the same
+ * object a protobuf body decodes to (JSON values are what a wire object would hold, after the
+ * same conversions).
+ */
+function jsonToInternal(plan: MessagePlan, json: Obj, path: string): Obj {
+  return (plan.fromJson ??= compileFromJson(plan))(json, path);
+}
+
+function compileFromJson(plan: MessagePlan): (json: Obj, path: string) => Obj {
+  const steps = plan.fields.map((p, i) => {
+    const name = JSON.stringify(p.name);
+    if (p.embed === 'flat') return `Object.assign(out, jsonToInternal(fields[${i}].message, json, path));`;
+    // an embedded message's fields are on this object
+    if (p.embed) return `out[${name}] = jsonToInternal(fields[${i}].message, json, path);`;
+    // null is absent, as for Go's encoding/json; keys are snake_case, others are ignored
+    return `v = json[${JSON.stringify(p.jsonName)}];
+      if (v != null) out[${name}] = fieldFromJson(fields[${i}], v, path);
+      else if ((v = absentValue(fields[${i}])) !== undefined) out[${name}] = v;`;
+  });
+  return compileWalk(plan, 'json, path', steps, { jsonToInternal, fieldFromJson, absentValue });
+}
+
+/**
+ * A message type's walk between JSON and internal, compiled once from its plan into
+ * straight-line code naming each field: a loop reading and storing under computed keys cost
+ * more than all the rest of a desire's decoding (V8 caches property access per code site,
+ * and one site for ~40 fields misses). Field names come from the schema; each step reads
+ * `v` and writes `out` in field order; `fields` and the helpers are in scope.
+ */
+function compileWalk<Walk>(plan: MessagePlan, params: string, steps: string[], helpers: Record<string, unknown>): Walk {
+  const body = `return (${params}) => { const out = {}; let v;\n${steps.join('\n')}\nreturn out; };`;
+  return new Function('fields', ...Object.keys(helpers), body)(plan.fields, ...Object.values(helpers));
+}
+
+/** A present field's JSON value, checked and converted. */
+function fieldFromJson(p: FieldPlan, v: unknown, path: string): unknown {
+  // built only for present fields: most of a DesiredLRP's ~40 fields are absent in a desire
+  const at = path ? `${path}.${p.jsonName}` : p.jsonName;
+  if (p.wrapped) return mapFromJson(p.wrapped, v, at);
+  if (p.map) return mapFromJson(p, v, at);
+  if (p.repeated) {
+    if (!Array.isArray(v)) throw invalidField(at, 'an array', v);
+    return v.map((x, i) => valueFromJson(p, x, `${at}[${i}]`));
+  }
+  return valueFromJson(p, v, at);
+}
+
+function mapFromJson(p: FieldPlan, v: unknown, path: string): Obj {
+  if (!isPlainObject(v)) throw invalidField(path, 'an object', v);
+  const out: Obj = {};
+  for (const [k, x] of Object.entries(v)) {
+    // a copy, exactly as the document's bytes would parse back
+    out[k] = p.jsonBytes ? JSON.parse(JSON.stringify(x)) : valueFromJson(p, x, `${path}[${JSON.stringify(k)}]`);
+  }
+  return out;
+}
+
+// Strict on purpose: protobufjs's fromObject would quietly turn "three" into 0.
+function valueFromJson(p: FieldPlan, v: unknown, path: string): unknown {
+  if (p.message) {
+    if (!isPlainObject(v)) throw invalidField(path, 'an object', v);
+    return jsonToInternal(p.message, v, path);
+  }
+  const t = p.enumType;
+  if (t) {
+    if (typeof v === 'string' && v in t.values) return enumName(p, t.values[v]);
+    if (typeof v === 'number' && v in t.valuesById) return enumName(p, v);
     throw invalidField(path, `one of ${Object.keys(t.values).join(', ')}`, v);
   }
-  const range = INT_RANGES[f.type];
+  const range = p.intRange;
   if (range) {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < range[0] || v > range[1]) {
-      throw invalidField(path, `an integer (${f.type})`, v);
+      throw invalidField(path, `an integer (${p.field.type})`, v);
     }
-    return v;
+    return p.nanos ? Math.round(v / 1e6) : v;
   }
-  switch (f.type) {
+  switch (p.field.type) {
     case 'string':
       if (typeof v !== 'string') throw invalidField(path, 'a string', v);
       return v;
@@ -435,7 +496,7 @@ function valueFromJson(f: protobuf.Field, v: unknown, path: string): unknown {
       if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v)) throw invalidField(path, 'base64 text', v);
       return Buffer.from(v, 'base64');
   }
-  throw new Error(`unsupported field type ${f.type} at ${path}`);
+  throw new Error(`unsupported field type ${p.field.type} at ${path}`);
 }
 
 function invalidField(path: string, expected: string, got: unknown): BbsCodecError {

@@ -39,10 +39,25 @@ const requestSeconds = new Histogram({
   registers: [processWide],
 });
 
+/** One operation's series, labels bound once (made on first use: only observed series are exported). */
+interface OperationSeries {
+  ok: { inc(): void };
+  error: { inc(): void };
+  seconds: { observe(value: number): void };
+}
+
+const seriesByOperation = new Map<string, OperationSeries>();
+
 /** Counts one request of an interface (http, mqtt, amqp, geni, ...). Keep `operation` a fixed name, never an id. */
 export function observeRequest(iface: string, operation: string, seconds: number, ok: boolean): void {
-  requests.inc({ interface: iface, operation, outcome: ok ? 'ok' : 'error' });
-  requestSeconds.observe({ interface: iface, operation }, seconds);
+  const key = `${iface} ${operation}`;
+  let series = seriesByOperation.get(key);
+  if (!series) {
+    series = { ok: requests.labels(iface, operation, 'ok'), error: requests.labels(iface, operation, 'error'), seconds: requestSeconds.labels(iface, operation) };
+    seriesByOperation.set(key, series);
+  }
+  (ok ? series.ok : series.error).inc();
+  series.seconds.observe(seconds);
 }
 
 const STATES: ActualLrpState[] = ['UNCLAIMED', 'CLAIMED', 'RUNNING', 'CRASHED'];
@@ -143,9 +158,11 @@ function serverRegistry(ctx: CoreContext, options: MetricsOptions): Registry {
 
 export function registerMetrics(app: FastifyInstance, ctx: CoreContext, options: MetricsOptions): void {
   // Route patterns, not URLs, keep the label set small; unknown paths share one label.
-  app.addHook('onResponse', async (request, reply) => {
+  // A callback hook, not an async one: no promise per request.
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url;
     observeRequest('http', route ? `${request.method} ${route}` : 'unmatched', reply.elapsedTime / 1000, reply.statusCode < 400);
+    done();
   });
   const registry = serverRegistry(ctx, options);
   app.get('/metrics', async (request, reply) => {

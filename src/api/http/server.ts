@@ -6,8 +6,8 @@ import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { registerBbsRoutes } from '../bbs/routes.js';
 import { registerBbsEvents } from '../bbs/events.js';
-import { encodeResponse } from '../bbs/codec.js';
-import { resolveHttpPrincipal } from './principal.js';
+import { encodeResponse, JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE } from '../bbs/codec.js';
+import { registerPrincipals } from './principal.js';
 import { registerLockRoutes } from './locks.js';
 import { registerServiceRoutes } from './services.js';
 import { registerDashboard, type DashboardOptions } from './dashboard.js';
@@ -28,10 +28,13 @@ export async function buildHttpServer(ctx: CoreContext, identities: Identities, 
     forceCloseConnections: true,
     logController: new LogController({ disableRequestLogging: true }),
   });
-  // Bodies stay raw: each API decodes its own encoding (protobuf or JSON).
+  // Bodies stay raw: each API decodes its own encoding (protobuf or JSON). The two usual
+  // types are named besides the catch-all because Fastify caches only named parsers' lookups.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
-  app.addHook('onRequest', async (request) => resolveHttpPrincipal(request, identities));
+  for (const type of [JSON_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, '*']) {
+    app.addContentTypeParser(type, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  }
+  registerPrincipals(app, identities);
   // Transport-level refusals (body too large, bad framing) still answer in the BBS Error shape.
   app.setErrorHandler((error: Error & { statusCode?: number }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 ? error.statusCode : 500;
