@@ -53,10 +53,13 @@ export interface HotStatements {
   /** process_guid; in index order */
   listActualLrpsOf: string;
   /**
-   * A select expression: the JSON array [enabled, placement, placementTags, restart] of a
-   * desired LRP's `data`, taken out by the database (a tenth of the record's text to parse).
+   * A desired LRP's planning fields (PLAN_INFO_FIELDS): a select expression over its row, and
+   * how to read their values (JSON null or absent: the record has no such field) from it.
+   * SQLite takes them out of the record (`json_extract`, in C: half the time of parsing the
+   * whole record in JavaScript). PostgreSQL parses a JSON text again for every `->` (100k
+   * records: 2.6 s against 0.23 s to send them whole), so it sends the record.
    */
-  planInfo: string;
+  planInfo: { select: string; values(text: string): unknown[] };
 }
 
 /** A row of nulls: the builders only need the column names (each value becomes a parameter). */
@@ -88,8 +91,14 @@ export function compileHotStatements(db: Kysely<Database>, dialect: Dialect): Ho
     listActualLrpsOf: db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', '').orderBy('idx').compile().sql,
     planInfo:
       dialect === 'sqlite'
-        ? `json_extract(data, ${PLAN_INFO_FIELDS.map((f) => `'$.${f}'`).join(', ')})`
-        : `json_build_array(${PLAN_INFO_FIELDS.map((f) => `data::json->'${f}'`).join(', ')})::text`,
+        ? { select: `json_extract(data, ${PLAN_INFO_FIELDS.map((f) => `'$.${f}'`).join(', ')})`, values: (text) => JSON.parse(text) as unknown[] }
+        : {
+            select: 'data',
+            values: (text) => {
+              const record = JSON.parse(text) as Record<string, unknown>;
+              return PLAN_INFO_FIELDS.map((f) => record[f]);
+            },
+          },
   };
 }
 

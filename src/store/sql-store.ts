@@ -95,11 +95,11 @@ function rowToActual(r: ActualLrpsTable): ActualLrp {
   };
 }
 
-function rowToPlanInfo(r: { process_guid: string; domain: string; instances: number | string; plan: string }): DesiredLrpPlanInfo {
-  const values = JSON.parse(r.plan) as unknown[];
+/** `values`: those of PLAN_INFO_FIELDS, in its order (see HotStatements.planInfo) */
+function planInfoOf(r: { process_guid: string; domain: string; instances: number | string }, values: unknown[]): DesiredLrpPlanInfo {
   const info: Record<string, unknown> = { processGuid: r.process_guid, domain: r.domain, instances: Number(r.instances) };
   PLAN_INFO_FIELDS.forEach((field, i) => {
-    if (values[i] !== null) info[field] = values[i]; // JSON null: a field the record does not have
+    if (values[i] != null) info[field] = values[i]; // a field the record does not have
   });
   return info as DesiredLrpPlanInfo;
 }
@@ -223,9 +223,9 @@ class SqlQueries implements StoreTx {
   }
 
   async listDesiredLrpPlanInfos(filter: { processGuids?: string[] } = {}) {
-    let q = this.db.selectFrom('desired_lrps').select(['process_guid', 'domain', 'instances', sql.raw<string>(this.hot.planInfo).as('plan')]).orderBy('process_guid');
+    let q = this.db.selectFrom('desired_lrps').select(['process_guid', 'domain', 'instances', sql.raw<string>(this.hot.planInfo.select).as('plan')]).orderBy('process_guid');
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);
-    return (await this.rows(q)).map(rowToPlanInfo);
+    return (await this.rows(q)).map((r) => planInfoOf(r, this.hot.planInfo.values(r.plan)));
   }
 
   async getActualLrp(processGuid: string, index: number) {
