@@ -4,8 +4,8 @@
 // adopted by the next agent run. Linux-specific where noted (/proc, /etc/passwd).
 
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
-import { copyFile, open, rename, stat, truncate } from 'node:fs/promises';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { copyFile, open, rename, truncate } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -341,12 +341,11 @@ function spawnFailure(e: { message: string; code?: string; syscall?: string }, s
  * concurrently on the same file.
  */
 export async function rotateLogIfLarge(logFile: string, maxBytes: number, keep: number): Promise<boolean> {
-  try {
-    if ((await stat(logFile)).size <= maxBytes) return false;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw err;
-  }
+  // Synchronous: the agent checks every log every 5 s, and fs/promises' stat allocated about
+  // 3 KiB per call, 0.6 MB/s of garbage with 1,000 instances (a daemon that never looks idle
+  // to V8 keeps its heap at its peak).
+  const size = statSync(logFile, { throwIfNoEntry: false })?.size;
+  if (size === undefined || size <= maxBytes) return false;
   // Renaming onto .keep drops the oldest copy.
   for (let i = keep - 1; i >= 1; i--) {
     await rename(`${logFile}.${i}`, `${logFile}.${i + 1}`).catch((err: NodeJS.ErrnoException) => {
