@@ -35,15 +35,8 @@ export function capYoungGeneration(): void {
 
 /**
  * After start-up (which runs faster with room): each major collection lets the old
- * generation grow to 1.3× what survived it, instead of V8's own factor (up to 4× on small heaps),
- * and moves what survived onto as few pages as it fills. V8 by default only compacts pages
- * that are mostly empty, so the pages a burst of work grew stay once its garbage is gone,
- * each holding a few survivors: a daemon that started 1,000 instances kept an old space of
- * 33-35 MiB around 21 MiB of live objects. V8 compacts like this on its own only when its
- * memory reducer finds allocation slow, which periodic work (the agent's and the convergence
- * loop's) keeps from happening for long. Costs CPU on each major collection (docs/benchmarks.md).
+ * generation grow to 1.3× what survived it, instead of V8's own factor (up to 4× on small heaps).
  */
 export function tightenOldGeneration(): void {
   setFlagsFromString('--heap-growing-percent=30');
-  setFlagsFromString('--compact-on-every-full-gc');
 }
