@@ -242,10 +242,10 @@ function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 }
 
 /**
- * /proc files are read into this one buffer (grown when a file fills it). readFileSync reads a
- * file of unknown size, as all of /proc are, into fresh 64 KiB buffers (two per file), freed
- * only by a later GC: a sweep of 1,000 processes allocated 128 MiB of native memory and left
- * glibc's arena at its peak.
+ * /proc files are read into this one buffer, grown when a file fills it and kept so (an
+ * environment of a few MiB would stay). readFileSync reads a file of unknown size, as all of
+ * /proc are, into fresh 64 KiB buffers (two per file), freed only by a later GC: a sweep of
+ * 1,000 processes allocated 128 MiB of native memory and left glibc's arena at its peak.
  */
 let procBuffer = Buffer.allocUnsafe(16 * 1024);
 
@@ -359,7 +359,7 @@ const probeByte = Buffer.alloc(1);
 /**
  * Whether `file` holds more than `maxBytes` (false when it does not exist). The agent asks
  * this of every log every 5 s: fs/promises' stat allocated about 3 KiB per call and statSync
- * about 1 KiB (a Stats with four Dates), 0.6 and 0.2 MB/s of garbage with 1,000 instances,
+ * about 1 KiB (a Stats with four Dates), 0.6 and 0.2 MiB/s of garbage with 1,000 instances,
  * while an open, a one-byte read and a close allocate next to nothing.
  */
 function longerThan(file: string, maxBytes: number): boolean {
