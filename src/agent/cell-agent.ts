@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { findRunAction, type ActualLrp, type ActualLrpInstanceKey, type ActualLrpKey, type DesiredLrp } from '../model/lrp.js';
+import { findRunAction, type ActualLrpInstanceKey, type ActualLrpKey, type ActualLrpPlacement, type DesiredLrp } from '../model/lrp.js';
 import { DEFAULT_CELL_TTL_MS } from '../model/cell.js';
 import { adoptProcess, processesWithEnv, processGroupAlive, processStartTime, rotateLogIfLarge, spawnProcess, startProcess, stopProcessGroup, type ProcessSpec, type RunningProcess } from './executor.js';
 import { SpawnHelper } from './spawn-helper.js';
@@ -349,7 +349,7 @@ export class CellAgent {
     this.records.delete(s.record.instanceGuid);
   }
 
-  private async stopAndRemove(a: ActualLrp, local: Supervised | undefined): Promise<void> {
+  private async stopAndRemove(a: ActualLrpPlacement, local: Supervised | undefined): Promise<void> {
     if (local) await this.stopProcess(local);
     await this.cp.remove(a.actualLrpKey, a.actualLrpInstanceKey);
   }

@@ -4,7 +4,7 @@
 
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo, DesiredLrp } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, ActualLrpNetInfo, ActualLrpPlacement, DesiredLrp } from '../model/lrp.js';
 import type { CellRegistration } from '../core/cells.js';
 import { decodeMessage, encodeMessage } from '../api/bbs/codec.js';
 
@@ -65,7 +65,7 @@ export interface CellControlPlane {
   readonly urls: string[];
   fetchBytes(path: string): Promise<Buffer>;
   heartbeat(cell: CellRegistration): Promise<void>;
-  actualLrpsOnCell(cellId: string): Promise<ActualLrp[]>;
+  actualLrpsOnCell(cellId: string): Promise<ActualLrpPlacement[]>;
   /** Claims each instance (one transaction); answers each one's error or nothing, and the desired LRPs claimed. */
   claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }>;
   /** Reports each instance started (one transaction); answers each one's error or nothing. */

@@ -6,11 +6,11 @@
 import type { CoreContext } from '../core/context.js';
 import { heartbeatCell, type CellRegistration } from '../core/cells.js';
 import { claimActualLrps, crashActualLrp, removeActualLrp, startActualLrps } from '../core/instance-lifecycle.js';
-import { listActualLrps } from '../core/queries.js';
+import { listActualLrpPlacements } from '../core/queries.js';
 import { takeRequestToken } from '../core/limits.js';
 import type { Principal } from '../model/principal.js';
 import { DroverError } from '../model/errors.js';
-import type { ActualLrp, ActualLrpInstanceKey, ActualLrpKey, DesiredLrp } from '../model/lrp.js';
+import type { ActualLrpInstanceKey, ActualLrpKey, ActualLrpPlacement, DesiredLrp } from '../model/lrp.js';
 import { bbsErrorFromDroverError } from '../api/bbs/errors.js';
 import { ControlPlane, ControlPlaneError, type CellControlPlane, type InstanceClaim, type InstanceStart } from './control-plane.js';
 
@@ -61,8 +61,8 @@ export class LocalControlPlane implements CellControlPlane {
     await this.call((p) => heartbeatCell(this.ctx, p, cell));
   }
 
-  actualLrpsOnCell(cellId: string): Promise<ActualLrp[]> {
-    return this.call((p) => listActualLrps(this.ctx, p, { cellId }));
+  actualLrpsOnCell(cellId: string): Promise<ActualLrpPlacement[]> {
+    return this.call((p) => listActualLrpPlacements(this.ctx, p, { cellId }));
   }
 
   async claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }> {

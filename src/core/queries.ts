@@ -18,6 +18,12 @@ export async function listActualLrps(ctx: CoreContext, p: Principal | undefined,
   return ctx.store.listActualLrps(filter);
 }
 
+/** The actual LRPs matching the filter, with only their keys, state and placement (a cell agent's sync). */
+export async function listActualLrpPlacements(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
+  authorize(p, 'reader');
+  return ctx.store.listActualLrpPlacements(filter);
+}
+
 /** The actual LRPs matching the filter, as pages of store rows, for encoders that stream. */
 export function actualLrpPages(ctx: CoreContext, p: Principal | undefined, filter: ActualLrpFilter) {
   authorize(p, 'reader');

@@ -52,6 +52,9 @@ export interface ActualLrp {
   targetCellId: string;
 }
 
+/** What a cell agent compares with what runs on its cell: an ActualLrp without the rest. */
+export type ActualLrpPlacement = Pick<ActualLrp, 'actualLrpKey' | 'actualLrpInstanceKey' | 'state' | 'targetCellId' | 'stopRequested'>;
+
 export interface ActualLrpGroup {
   instance?: ActualLrp;
   evacuating?: ActualLrp;

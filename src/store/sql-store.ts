@@ -4,7 +4,7 @@
 import { sql, type Compilable, type Kysely, type QueryResult, type Selectable, type Transaction } from 'kysely';
 import { DroverError } from '../model/errors.js';
 import { EMPTY_NET_INFO } from '../model/actual-lrp-machine.js';
-import type { ActualLrp, ActualLrpFilter, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo, Presence, ActualLrpState } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpFilter, ActualLrpPlacement, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo, Presence, ActualLrpState } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
@@ -285,6 +285,17 @@ class SqlQueries implements StoreTx {
       if (rows.length < pageSize) return;
       after = rows[rows.length - 1];
     }
+  }
+
+  async listActualLrpPlacements(filter: ActualLrpFilter): Promise<ActualLrpPlacement[]> {
+    const rows = await this.rows(this.actualLrpsWhere(filter).select(['process_guid', 'idx', 'domain', 'instance_guid', 'cell_id', 'target_cell_id', 'state', 'stop_requested']));
+    return rows.map((r) => ({
+      actualLrpKey: { processGuid: r.process_guid, index: Number(r.idx), domain: r.domain },
+      actualLrpInstanceKey: { instanceGuid: r.instance_guid, cellId: r.cell_id },
+      state: r.state as ActualLrpState,
+      stopRequested: Number(r.stop_requested) === 1,
+      targetCellId: r.target_cell_id,
+    }));
   }
 
   async countActualLrpsByPlacement(): Promise<PlacementCount[]> {

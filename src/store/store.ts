@@ -1,7 +1,7 @@
 // One store interface with two implementations (SQLite embedded, PostgreSQL shared).
 // Every use case runs in one transaction: `store.transaction(async tx => ...)`.
 
-import type { ActualLrp, ActualLrpFilter, ActualLrpState, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo } from '../model/lrp.js';
+import type { ActualLrp, ActualLrpFilter, ActualLrpPlacement, ActualLrpState, DesiredLrp, DesiredLrpFilter, DesiredLrpPlanInfo } from '../model/lrp.js';
 import type { Cell } from '../model/cell.js';
 import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
@@ -34,6 +34,12 @@ export interface StoreReads {
    * each page is consistent, a list longer than a page is not one snapshot.
    */
   pagesOfActualLrps(filter?: ActualLrpFilter, pageSize?: number): AsyncIterable<PackedActualLrps>;
+  /**
+   * listActualLrps' instances with only what a cell agent compares: the embedded agent lists
+   * its whole cell every 2 s, and full records (16 columns, the net info parsed) made that
+   * one of the daemon's largest sources of garbage with 1,000 instances.
+   */
+  listActualLrpPlacements(filter: ActualLrpFilter): Promise<ActualLrpPlacement[]>;
   /** how many instances not asked to stop are in each (state, cell, target cell); a few rows */
   countActualLrpsByPlacement(): Promise<PlacementCount[]>;
   getCell(cellId: string): Promise<Cell | undefined>;
