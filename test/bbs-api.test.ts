@@ -525,8 +525,8 @@ for (const storeKind of ['sqlite', 'postgres'] as const) {
         const groupIds = async (req: J) => ids(ok(await api.groups(req)).actual_lrp_groups.map((g: J) => g.instance));
         assert.deepEqual(await groupIds({ domain: 'apps' }), ['web/0', 'web/1', 'worker/0']);
         assert.deepEqual(await groupIds({ domain: 'jobs' }), []);
-        // Drover: an UNCLAIMED instance placed on a cell is listed for that cell
-        assert.deepEqual(await groupIds({ cell_id: CELL }), ['web/0', 'web/1', 'worker/0']);
+        // as in BBS, the cell filter is the instance key's cell: placed but unclaimed is on none yet
+        assert.deepEqual(await groupIds({ cell_id: CELL }), []);
         assert.deepEqual(await groupIds({ cell_id: 'no-such-cell' }), []);
         assert.deepEqual(await groupIds({ domain: 'apps', cell_id: 'no-such-cell' }), []);
 
@@ -539,7 +539,9 @@ for (const storeKind of ['sqlite', 'postgres'] as const) {
         assert.deepEqual(await actualIds({ process_guid: 'web' }), ['web/0', 'web/1']);
         assert.deepEqual(await actualIds({ process_guid: 'web', index: 1 }), ['web/1']);
         assert.deepEqual(await actualIds({ process_guid: 'web', index: 0 }), ['web/0']);
-        assert.deepEqual(await actualIds({ domain: 'apps', cell_id: CELL }), ['web/0', 'web/1', 'worker/0']);
+        assert.deepEqual(await actualIds({ domain: 'apps', cell_id: CELL }), []);
+        // Drover: include_targeted adds the instances placed on the cell (what its agent asks)
+        assert.deepEqual(await actualIds({ domain: 'apps', cell_id: CELL, include_targeted: true }), ['web/0', 'web/1', 'worker/0']);
         assert.deepEqual(await actualIds({ domain: 'jobs' }), []);
         assert.deepEqual(ok(await api.actuals({ process_guid: 'web', index: 1 })).actual_lrps[0], all[1], 'flattened ActualLRP');
       });

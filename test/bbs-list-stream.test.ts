@@ -101,7 +101,8 @@ for (const fixture of storeFixtures()) {
     const filters: [string, ActualLrpFilter][] = [
       ['everything', {}],
       ['a domain', { domain: 'cf-apps' }],
-      ['a cell (or target cell)', { cellId: 'cell-2' }],
+      ['a cell', { cellId: 'cell-1' }],
+      ['a cell and the instances placed on it', { cellId: 'cell-2', includeTargeted: true }],
       ['a process guid', { processGuid: 'worker' }],
       ['one index', { processGuid: 'web', index: 1 }],
       ['nothing', { processGuid: 'none' }],

@@ -155,6 +155,14 @@ for (const fixture of storeFixtures()) {
       assert.deepEqual(read, claimed);
       assert.equal((await store.listActualLrps({ cellId: 'cell-1' })).length, 1);
       assert.equal((await store.listActualLrps({ cellId: 'cell-2' })).length, 0);
+      // an instance placed on cell-1, not claimed yet: BBS's cell filter is the instance key's cell
+      const placed = { ...newActualLrp({ processGuid: 'a', index: 1, domain: 'd1' }, 1), targetCellId: 'cell-1' };
+      await store.transaction((tx) => tx.insertActualLrp(placed));
+      const onCell1 = async (includeTargeted?: boolean) => (await store.listActualLrps({ cellId: 'cell-1', includeTargeted })).map((x) => x.actualLrpKey.index);
+      assert.deepEqual(await onCell1(), [0]);
+      assert.deepEqual(await onCell1(true), [0, 1]);
+      assert.deepEqual((await store.listActualLrpPlacements({ cellId: 'cell-1', includeTargeted: true })).map((x) => x.actualLrpKey.index), [0, 1]);
+      await store.transaction((tx) => tx.deleteActualLrp('a', 1));
       assert.equal((await store.listActualLrps({ domain: 'd1', processGuid: 'a', index: 0 })).length, 1);
     });
 
@@ -177,7 +185,8 @@ for (const fixture of storeFixtures()) {
       // 6 rows: in pages of 2 (the last query finds none), in pages of 4 (the last one short)
       assert.deepEqual(await rowsOf({ domain: 'd-pages' }, 2), [['a/0', 'a/1'], ['a/2', 'b/0'], ['b/1', 'b/2']].map((p) => p.map((k) => `p-${k}`)));
       assert.deepEqual((await rowsOf({ domain: 'd-pages' }, 4)).flat(), await listed({ domain: 'd-pages' }));
-      assert.deepEqual((await rowsOf({ cellId: 'cell-p' }, 2)).flat(), ['p-b/0', 'p-b/1', 'p-b/2']);
+      assert.deepEqual((await rowsOf({ cellId: 'cell-p', includeTargeted: true }, 2)).flat(), ['p-b/0', 'p-b/1', 'p-b/2']);
+      assert.deepEqual(await rowsOf({ cellId: 'cell-p' }, 2), []); // placed there, claimed by none
       assert.deepEqual(await rowsOf({ processGuid: 'p-c', index: 1 }, 2), [['p-c/1']]);
       assert.deepEqual(await rowsOf({ processGuid: 'p-none' }, 2), []);
       assert.deepEqual((await rowsOf({}, 5)).flat(), await listed({}));

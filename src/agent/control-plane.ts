@@ -145,7 +145,7 @@ export class ControlPlane implements CellControlPlane {
   }
 
   async actualLrpsOnCell(cellId: string): Promise<ActualLrp[]> {
-    const res = await this.call<{ actualLrps?: ActualLrp[] }>('/v1/actual_lrps/list', 'models.ActualLRPsRequest', { cellId }, 'models.ActualLRPsResponse');
+    const res = await this.call<{ actualLrps?: ActualLrp[] }>('/v1/actual_lrps/list', 'models.ActualLRPsRequest', { cellId, includeTargeted: true }, 'models.ActualLRPsResponse');
     return res.actualLrps ?? [];
   }
 

@@ -62,7 +62,7 @@ export class LocalControlPlane implements CellControlPlane {
   }
 
   actualLrpsOnCell(cellId: string): Promise<ActualLrpPlacement[]> {
-    return this.call((p) => listActualLrpPlacements(this.ctx, p, { cellId }));
+    return this.call((p) => listActualLrpPlacements(this.ctx, p, { cellId, includeTargeted: true }));
   }
 
   async claimMany(claims: InstanceClaim[]): Promise<{ errors: (ControlPlaneError | undefined)[]; desiredLrps: DesiredLrp[] }> {

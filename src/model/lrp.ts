@@ -185,7 +185,10 @@ export interface DesiredLrpFilter {
 
 export interface ActualLrpFilter {
   domain?: string;
+  /** the cell in the instance key (BBS: the cell that claimed or runs it) */
   cellId?: string;
+  /** with cellId: also the instances placed on that cell and not claimed yet (a cell agent's work) */
+  includeTargeted?: boolean;
   processGuid?: string;
   index?: number;
 }

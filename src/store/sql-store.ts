@@ -239,9 +239,10 @@ class SqlQueries implements StoreTx {
     if (filter.domain) q = q.where('domain', '=', filter.domain);
     if (filter.cellId) {
       // `<> ''`: see migration 6
-      q = q.where((eb) =>
-        eb.or([eb.and([eb('cell_id', '=', filter.cellId!), eb('cell_id', '<>', '')]), eb.and([eb('target_cell_id', '=', filter.cellId!), eb('target_cell_id', '<>', '')])]),
-      );
+      const cellId = filter.cellId;
+      q = filter.includeTargeted
+        ? q.where((eb) => eb.or([eb.and([eb('cell_id', '=', cellId), eb('cell_id', '<>', '')]), eb.and([eb('target_cell_id', '=', cellId), eb('target_cell_id', '<>', '')])]))
+        : q.where('cell_id', '=', cellId).where('cell_id', '<>', '');
     }
     if (filter.processGuid) q = q.where('process_guid', '=', filter.processGuid);
     if (filter.processGuids?.length) q = q.where('process_guid', 'in', filter.processGuids);

@@ -86,7 +86,7 @@ const ROUTES: BbsRoute[] = [
     request: 'models.ActualLRPsRequest',
     response: 'models.ActualLRPsResponse',
     handle: async (ctx, p, req) =>
-      new ActualLrpList('actuals', actualLrpPages(ctx, p, { domain: req.domain, cellId: req.cellId, processGuid: req.processGuid, index: req.index })),
+      new ActualLrpList('actuals', actualLrpPages(ctx, p, { domain: req.domain, cellId: req.cellId, includeTargeted: req.includeTargeted, processGuid: req.processGuid, index: req.index })),
   },
   {
     paths: ['/v1/actual_lrps/claim'],
