@@ -131,10 +131,9 @@ export class ConvergenceLoop {
   private lastFull = { endedAt: -Infinity, ms: 0 };
   /** the earliest clockChangeAt of the last full pass and the passes since (ctx.now() ms) */
   private clockChangeAt = -Infinity;
-  /** the last event id announced here or seen in the store by the interval */
-  private lastEventId = 0;
-  private readonly onCommit = (lastId: number, touched?: Touched) => {
-    this.lastEventId = Math.max(this.lastEventId, lastId);
+  /** the last event id the interval saw in the store */
+  private seenEventId = 0;
+  private readonly onCommit = (_lastId: number, touched?: Touched) => {
     if (!touched || touched.other) {
       this.full = true;
       this.settled.clear();
@@ -171,12 +170,12 @@ export class ConvergenceLoop {
     const age = performance.now() - endedAt;
     if (age < ms * (1 / MAX_FULL_PASS_SHARE - 1)) return;
     if (this.ctx.now() >= this.clockChangeAt || age >= MAX_FULL_PASS_AGE_MS) return this.trigger();
-    // Commits no announcement told of: another replica's, on a shared store. (One of this
-    // process's own read before its announcement costs a needless pass, once.)
+    // Commits not made in this process: another replica's, on a shared store. (This
+    // process's own are known at commit, before their announcement, which waits a turn.)
     this.ctx.store.lastEventId().then(
       (id) => {
-        if (id <= this.lastEventId) return;
-        this.lastEventId = id;
+        if (id <= Math.max(this.seenEventId, this.ctx.bus.lastCommitted)) return;
+        this.seenEventId = id;
         this.trigger();
       },
       (e) => this.ctx.log.error({ err: e }, 'convergence: reading the last event id failed'),

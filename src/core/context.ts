@@ -25,6 +25,8 @@ export interface Touched {
  */
 export class EventBus extends EventEmitter {
   private pending?: { lastId: number; touched?: Touched };
+  /** the last event id committed in this process, announced yet or not */
+  lastCommitted = 0;
 
   constructor() {
     super();
@@ -32,6 +34,7 @@ export class EventBus extends EventEmitter {
   }
 
   committed(lastId: number, touched?: Touched): void {
+    this.lastCommitted = Math.max(this.lastCommitted, lastId);
     const p = this.pending;
     if (!p) {
       this.pending = { lastId, touched: touched && { ...touched, processGuids: new Map(touched.processGuids) } };
