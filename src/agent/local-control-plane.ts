@@ -93,7 +93,8 @@ export class LocalControlPlane implements CellControlPlane {
     const poll = setInterval(() => {
       void store.lastEventId().then(
         (id) => {
-          if (seen !== undefined && id > seen) onChange();
+          // this process's own commits are known at commit, a turn before their announcement
+          if (seen !== undefined && id > Math.max(seen, bus.lastCommitted)) onChange();
           seen = Math.max(seen ?? 0, id);
         },
         () => {}, // a store hiccup: the agent's periodic sync covers it
