@@ -6,14 +6,16 @@
 // the isolate is made, before any code of ours runs). Measurements: docs/benchmarks.md, 3 (c).
 
 import { subscribe } from 'node:diagnostics_channel';
-import { PerformanceObserver } from 'node:perf_hooks';
+import { performance, PerformanceObserver } from 'node:perf_hooks';
+import { runInNewContext } from 'node:vm';
 import type { Worker } from 'node:worker_threads';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 
 /** new space (both semi-spaces) at which growth stops */
 const YOUNG_GENERATION_CAP_BYTES = 4 * 1024 * 1024;
 
-const newSpaceBytes = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+const spaceBytes = (name: string) => getHeapSpaceStatistics().find((s) => s.space_name === name)?.space_size ?? 0;
+const newSpaceBytes = () => spaceBytes('new_space');
 
 export function capYoungGeneration(): void {
   // Until the cap, V8 grows the young generation as usual (start-up allocates a lot and
@@ -39,4 +41,39 @@ export function capYoungGeneration(): void {
  */
 export function tightenOldGeneration(): void {
   setFlagsFromString('--heap-growing-percent=30');
+}
+
+/** how often compactWhenQuiet looks at the heap and the event loop */
+const QUIET_CHECK_MS = 1000;
+/** below this share of a check's interval spent running, the daemon counts as quiet */
+const QUIET_UTILIZATION = 0.05;
+/** old-space growth since the last compaction that is worth one */
+const COMPACT_GROWTH_BYTES = 4 * 1024 * 1024;
+
+/**
+ * One compacting major collection once a burst of work is over. A burst (a thousand starts,
+ * a large desire) leaves the old generation with pages that hold a few survivors each; V8's
+ * own major collections evacuate only nearly empty pages, and its memory reducer acts only
+ * seconds later, if at all while periodic work keeps allocating. So when the old space has
+ * grown by COMPACT_GROWTH_BYTES since the last compaction and the event loop was idle for a
+ * whole check, all of it is compacted once (a pause of tens of milliseconds, at an idle moment).
+ */
+export function compactWhenQuiet(): void {
+  // V8 offers no collection on request without --expose-gc; a context made while it is set
+  // gets a `gc` function (the flag is dropped again at once).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  setFlagsFromString('--no-expose-gc');
+  let baseline = spaceBytes('old_space');
+  let loop = performance.eventLoopUtilization();
+  setInterval(() => {
+    const since = performance.eventLoopUtilization(loop);
+    loop = performance.eventLoopUtilization();
+    if (spaceBytes('old_space') < baseline + COMPACT_GROWTH_BYTES) return;
+    if (since.utilization >= QUIET_UTILIZATION) return;
+    setFlagsFromString('--compact-on-every-full-gc');
+    gc();
+    setFlagsFromString('--no-compact-on-every-full-gc');
+    baseline = spaceBytes('old_space');
+  }, QUIET_CHECK_MS).unref();
 }

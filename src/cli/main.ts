@@ -13,7 +13,7 @@ import { DEFAULT_GENI_LISTEN } from '../api/xmlrpc/defaults.js';
 import { cellsCommand, desireCommand, listCommand, removeCommand, retireCommand, scaleCommand, type ClientOptions } from './commands.js';
 import { DEFAULT_WAIT_SECONDS, waitIfAsked, watchList } from './watch.js';
 import { statusCommand } from './status.js';
-import { tightenOldGeneration } from './daemon-heap.js';
+import { compactWhenQuiet, tightenOldGeneration } from './daemon-heap.js';
 
 const program = new Command('drover').description('Drover keeps long-running processes alive the way their owners declared them');
 
@@ -112,6 +112,7 @@ program
       log,
     );
     tightenOldGeneration();
+    compactWhenQuiet();
     const stop = async (signal: string) => {
       log.info({ signal }, 'shutting down');
       await drover.close();
@@ -153,6 +154,7 @@ program
     );
     await agent.start();
     tightenOldGeneration();
+    compactWhenQuiet();
     const stop = async () => {
       await agent.close();
       process.exit(0);
