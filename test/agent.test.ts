@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { startDrover, type RunningDrover } from '../src/drover.js';
 import { ControlPlane } from '../src/agent/control-plane.js';
 import { killProcessGroups, processesMarked, waitFor } from './helpers.js';
+import { SseStream } from './sse.js';
 import { DROVER_BIN, droverCli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 
 const cli = (args: string[]) => droverCli(`drover ${args[0]}`, args);
@@ -146,9 +147,9 @@ function tempDir(name: string): string {
   return d;
 }
 
-function inProcess(dataDir: string): Promise<RunningDrover> {
+function inProcess(dataDir: string, startWindowMs?: number): Promise<RunningDrover> {
   // no MQTT: the embedded broker's fixed port is not this suite's business
-  return startDrover({ dataDir, agent: true, cellId: 'cell-a', http: '127.0.0.1:0', logLevel: 'silent', mqtt: 'none' });
+  return startDrover({ dataDir, agent: true, cellId: 'cell-a', http: '127.0.0.1:0', logLevel: 'silent', mqtt: 'none', ...(startWindowMs ? { startWindowMs } : {}) });
 }
 
 
@@ -474,6 +475,78 @@ describe('cell agent with real processes', () => {
     } finally {
       if (server) await killCli(server);
       await killMarkedAndWait(mark);
+    }
+  });
+});
+
+describe("the start window ends once a process has settled (window 5 s)", () => {
+  const WINDOW_MS = 5000;
+  // node through a shell that waits for it: the shell sleeps from the start, so only the whole
+  // tree tells whether the program is still loading
+  const node = (code: string) => `${JSON.stringify(process.execPath)} -e ${JSON.stringify(code)}; exit $?`;
+
+  it('reports a sleeping `sleep 1000` RUNNING long before the window ends', async () => {
+    const mark = `agt-${RUN}-s1`;
+    const guid = `s1-${RUN}`;
+    const drover = await inProcess(tempDir('s1'), WINDOW_MS);
+    try {
+      const t0 = Date.now();
+      await desire(drover.url, desiredLrp(guid, mark, 'exec sleep 1000', 1));
+      await waitRunning(drover.url, guid, 1, WINDOW_MS);
+      const took = Date.now() - t0;
+      console.log(`# sleep 1000 RUNNING ${took} ms after its desire (window ${WINDOW_MS} ms)`);
+      assert.ok(took < 2000, `RUNNING before the window would end (${took} ms)`);
+    } finally {
+      await cleanup(drover, mark);
+    }
+  });
+
+  it('reports a program that burns CPU for a second RUNNING only once it has stopped', async () => {
+    const mark = `agt-${RUN}-s2`;
+    const guid = `s2-${RUN}`;
+    const dir = tempDir('s2');
+    const drover = await inProcess(dir, WINDOW_MS);
+    try {
+      const t0 = Date.now();
+      const burn = "const t = Date.now(); while (Date.now() - t < 1000); console.log('burnt', Date.now()); setInterval(() => {}, 1e6)";
+      await desire(drover.url, desiredLrp(guid, mark, node(burn), 1));
+      const [running] = await waitRunning(drover.url, guid, 1, WINDOW_MS + 3000);
+      const took = Date.now() - t0;
+      const log = readFileSync(join(dir, 'cells', 'cell-a', 'logs', guid, '0.log'), 'utf8');
+      const burnt = Number(/^burnt (\d+)$/m.exec(log)?.[1]);
+      assert.ok(burnt > t0, `the program logged the end of its burn: ${JSON.stringify(log)}`);
+      const since = running!.since / 1e6; // BBS JSON: unix ns
+      console.log(`# CPU burner RUNNING ${Math.round(since - burnt)} ms after its burn ended, ${took} ms after its desire`);
+      assert.ok(since >= burnt, `not RUNNING while it burnt CPU (RUNNING at ${since}, burn ended ${burnt})`);
+      assert.ok(took < WINDOW_MS - 1000, `RUNNING soon after the burn, before the window would end (${took} ms)`);
+      assert.equal(running!.crash_count, 0);
+    } finally {
+      await cleanup(drover, mark);
+    }
+  });
+
+  it('reports a program that fails after ~50 ms of CPU as crashed, never RUNNING', async () => {
+    const mark = `agt-${RUN}-s3`;
+    const guid = `s3-${RUN}`;
+    const drover = await inProcess(tempDir('s3'), WINDOW_MS);
+    const events = await SseStream.open(`${drover.url}/v1/events/lrp_instances?format=json`);
+    try {
+      const t0 = Date.now();
+      await desire(drover.url, desiredLrp(guid, mark, node('const t = Date.now(); while (Date.now() - t < 50); throw 1'), 1));
+      // three immediate restarts, then CRASHED (the back-off): four starts, each a crash
+      const seen = await events.until((e) => e.data.includes(guid) && JSON.parse(e.data).after?.state === 'CRASHED', 15_000);
+      const took = Date.now() - t0;
+      const mine = seen.filter((e) => e.data.includes(guid));
+      assert.ok(mine.length > 4, 'the instance\'s events were read');
+      assert.deepEqual(mine.filter((e) => e.data.includes('"RUNNING"')), [], 'no event shows the instance RUNNING');
+      const [a] = await actuals(drover.url, guid);
+      console.log(`# failing program CRASHED after 4 starts, ${took} ms after its desire (window ${WINDOW_MS} ms)`);
+      assert.equal(a!.state, 'CRASHED');
+      assert.equal(a!.crash_count, 4);
+      assert.equal(a!.crash_reason, 'exited with code 1');
+    } finally {
+      events.close();
+      await cleanup(drover, mark);
     }
   });
 });

@@ -22,7 +22,7 @@ export interface CellAgentOptions {
   placementTags: string[];
   dataDir: string;
   ttlMs: number;
-  /** a process alive this long counts as started (when it has no health check) */
+  /** a process alive this long, or settled sooner (start-check.ts), counts as started (when it has no health check) */
   startWindowMs: number;
   syncIntervalMs: number;
   logMaxBytes: number;

@@ -196,7 +196,7 @@ export function processGroupAlive(pgid: number): boolean {
   // in a container may reap late or never, so only members that still run count.
   const liveMember = (pid: number): boolean => {
     const s = readStat(pid);
-    return s !== undefined && s.pgrp === pgid && s.state !== 'Z' && s.state !== 'X';
+    return s !== undefined && s.pgrp === pgid && !ended(s);
   };
   if (liveMember(pgid)) return true; // usually the leader is still there: no scan needed
   let pids: string[];
@@ -287,7 +287,7 @@ export function processesWithEnv(name: string, value: string): { pid: number; pg
     const at = env.indexOf(needle);
     if (at < 0 || (at > 0 && env[at - 1] !== 0)) continue;
     const s = readStat(Number(entry));
-    if (s && s.state !== 'Z' && s.state !== 'X') found.push({ pid: Number(entry), pgid: s.pgrp });
+    if (s && !ended(s)) found.push({ pid: Number(entry), pgid: s.pgrp });
   }
   return found;
 }
@@ -295,34 +295,142 @@ export function processesWithEnv(name: string, value: string): { pid: number; pg
 /** /proc/<pid>/stat field 22: start time in clock ticks since boot; undefined once exited. */
 export function processStartTime(pid: number): number | undefined {
   const s = readStat(pid);
-  return s === undefined || s.state === 'Z' || s.state === 'X' ? undefined : s.startTicks;
+  return s === undefined || ended(s) ? undefined : s.startTicks;
+}
+
+/** What readStat takes from a /proc stat file. */
+interface Stat {
+  /** field 3: R running or runnable, S sleeping (interruptible), D in I/O, Z zombie, ... */
+  state: string;
+  /** field 5 */
+  pgrp: number;
+  /** fields 14 + 15, utime + stime: CPU time of all the process's threads, in clock ticks */
+  cpuTicks: number;
+  /** field 20 */
+  threads: number;
+  /** field 22: start time in clock ticks since boot */
+  startTicks: number;
+}
+
+/** A zombie (exited, not yet reaped) or dead. */
+const ended = (s: Stat): boolean => s.state === 'Z' || s.state === 'X';
+
+/**
+ * Calls `each(n, value)` with every field of `bytes` from `start` on (n counted from 0), read
+ * as an unsigned decimal (a field that is not one gives a meaningless value), until `each`
+ * returns true. Fields end at a space or a newline, and at the end of the bytes.
+ */
+function eachDecimalField(bytes: Buffer, start: number, each: (n: number, value: number) => boolean | void): void {
+  let n = 0;
+  let value = 0;
+  let inField = false;
+  for (let i = start; i <= bytes.length; i++) {
+    const c = i < bytes.length ? bytes[i]! : 0x20;
+    if (c !== 0x20 && c !== 0x0a) {
+      value = value * 10 + (c - 0x30);
+      inField = true;
+      continue;
+    }
+    if (inField && each(n++, value)) return;
+    value = 0;
+    inField = false;
+  }
 }
 
 /**
- * Fields 3 (state), 5 (pgrp) and 22 (start time) of /proc/<pid>/stat, read from its bytes:
- * a sweep reads one per process, and splitting the text made some fifty strings of each.
+ * Fields 3, 5, 14, 15, 20 and 22 of /proc/<pid>/stat (or of a thread's, /proc/<pid>/task/<tid>/stat),
+ * read from its bytes: a sweep reads one per process, and splitting the text made some fifty
+ * strings of each.
  */
-function readStat(pid: number): { state: string; pgrp: number; startTicks: number } | undefined {
-  const bytes = readProcFile(`/proc/${pid}/stat`);
+function readStat(pid: number, tid?: number): Stat | undefined {
+  const bytes = readProcFile(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`);
   if (bytes === undefined) return undefined;
   // Field 2 (comm) may hold spaces and parentheses: fields are counted after its last ')'.
   const first = bytes.lastIndexOf(0x29) + 2;
-  const state = String.fromCharCode(bytes[first]!);
-  let pgrp = 0;
-  let field = 3;
-  let value = 0;
-  for (let i = first; i < bytes.length; i++) {
-    const c = bytes[i]!;
-    if (c !== 0x20) {
-      value = value * 10 + (c - 0x30); // only the unsigned decimal fields below are used
-      continue;
+  const stat: Stat = { state: String.fromCharCode(bytes[first]!), pgrp: 0, cpuTicks: 0, threads: 0, startTicks: 0 };
+  let complete = false;
+  eachDecimalField(bytes, first, (n, value) => {
+    const field = n + 3;
+    if (field === 5) stat.pgrp = value;
+    else if (field === 14 || field === 15) stat.cpuTicks += value;
+    else if (field === 20) stat.threads = value;
+    else if (field === 22) {
+      stat.startTicks = value;
+      complete = true;
     }
-    if (field === 5) pgrp = value;
-    if (field === 22) return { state, pgrp, startTicks: value };
-    field++;
-    value = 0;
+    return complete;
+  });
+  return complete ? stat : undefined;
+}
+
+/** The pids in /proc/<pid>/task/<tid>/children; undefined when it cannot be read. */
+function childPids(pid: number, tid: number): number[] | undefined {
+  const bytes = readProcFile(`/proc/${pid}/task/${tid}/children`);
+  if (bytes === undefined) return undefined;
+  const pids: number[] = [];
+  eachDecimalField(bytes, 0, (_, child) => void pids.push(child));
+  return pids;
+}
+
+/** What a process and its descendants are doing, as one sample (processTreeActivity). */
+export interface TreeActivity {
+  /** every thread of every process in the tree sleeps (state S; one that has ended is done) */
+  blocked: boolean;
+  /** CPU ticks of the processes sampled (all of the tree's when blocked) */
+  cpuTicks: number;
+  /** a checksum of the tree's processes and thread counts: it changes when a member comes or goes */
+  members: number;
+}
+
+/** Past this many processes a tree is not sampled (processTreeActivity says it cannot tell). */
+const MAX_TREE = 256;
+
+/**
+ * One sample of `pid` (recognised by its start ticks) and every process below it, through
+ * /proc: each thread's state, the CPU time, the members. Undefined when it cannot tell: the
+ * process is gone, a zombie, its pid reused, /proc (or the children files) cannot be read, or
+ * the tree is over 256 processes. Stops at the first process or thread that is not asleep.
+ */
+export function processTreeActivity(pid: number, startTicks: number): TreeActivity | undefined {
+  const leader = readStat(pid);
+  if (leader === undefined || leader.startTicks !== startTicks || ended(leader)) return undefined;
+  const activity: TreeActivity = { blocked: true, cpuTicks: 0, members: 0 };
+  const busy = (): TreeActivity => ({ ...activity, blocked: false });
+  const tree: { pid: number; stat: Stat }[] = [{ pid, stat: leader }];
+  for (let i = 0; i < tree.length; i++) {
+    const { pid: p, stat } = tree[i]!;
+    if (stat.state !== 'S') return busy();
+    activity.cpuTicks += stat.cpuTicks;
+    activity.members = (activity.members * 31 + p * 8 + stat.threads) % 2_147_483_647;
+    const tids = stat.threads > 1 ? threadIds(p) : [p];
+    if (tids === undefined) return p === pid ? undefined : busy();
+    for (const tid of tids) {
+      if (tid !== p) {
+        const thread = readStat(p, tid);
+        // a thread that has just ended reads as gone or a zombie: done, not busy
+        if (thread !== undefined && thread.state !== 'S' && !ended(thread)) return busy();
+      }
+      const children = childPids(p, tid);
+      // the leader's main thread is there, so no such file means a kernel without them
+      if (children === undefined && p === pid && tid === p) return undefined;
+      for (const child of children ?? []) {
+        const s = readStat(child);
+        if (s === undefined || ended(s)) continue; // it has ended: not at work
+        if (tree.length >= MAX_TREE) return undefined;
+        tree.push({ pid: child, stat: s });
+      }
+    }
   }
-  return undefined;
+  return activity;
+}
+
+/** The thread ids of `pid` (/proc/<pid>/task); undefined when it cannot be read. */
+function threadIds(pid: number): number[] | undefined {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return undefined;
+  }
 }
 
 /** uid/gid for spawn. Only root may switch users; otherwise everything runs as the agent. */

@@ -133,7 +133,7 @@ program
   .addOption(flag('--placement-tags <list>', 'comma-separated placement tags', 'PLACEMENT_TAGS').default(''))
   .addOption(flag('--data-dir <dir>', 'state directory', 'DATA_DIR').default(DEFAULT_OPTIONS.dataDir))
   .addOption(flag('--ttl-ms <ms>', 'presence TTL', 'TTL_MS').default(String(DEFAULT_AGENT_OPTIONS.ttlMs)))
-  .addOption(flag('--start-window-ms <ms>', 'alive this long = started', 'START_WINDOW_MS').default(String(DEFAULT_AGENT_OPTIONS.startWindowMs)))
+  .addOption(flag('--start-window-ms <ms>', 'alive this long (or settled sooner) = started', 'START_WINDOW_MS').default(String(DEFAULT_AGENT_OPTIONS.startWindowMs)))
   .addOption(flag('--log-level <level>', 'pino log level', 'LOG_LEVEL').default('info'))
   .action(async (o) => {
     const log = pino({ level: o.logLevel });
