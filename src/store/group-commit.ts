@@ -10,6 +10,8 @@ import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 type Work = (trx: Transaction<Database>) => Promise<unknown>;
+/** Runs a statement on the connection the group's transaction holds (see the constructor). */
+type RunStatement = (trx: Transaction<Database>, query: CompiledQuery) => Promise<unknown> | unknown;
 
 interface Member {
   work: Work;
@@ -26,7 +28,16 @@ export class GroupCommit {
   /** a group is waiting for its turn or running */
   private busy = false;
 
-  constructor(private readonly kysely: Kysely<Database>) {}
+  /**
+   * `runStatement`: how the savepoint statements run inside the group's transaction, by
+   * default through Kysely's transaction. The group holds the connection for the whole
+   * transaction, so the caller may run them straight on it (Kysely's path costs more than
+   * the statements themselves).
+   */
+  constructor(
+    private readonly kysely: Kysely<Database>,
+    private readonly runStatement: RunStatement = (trx, query) => trx.executeQuery(query),
+  ) {}
 
   run<T>(work: (trx: Transaction<Database>) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -60,14 +71,14 @@ export class GroupCommit {
     try {
       await this.kysely.transaction().execute(async (trx) => {
         for (const member of group) {
-          await trx.executeQuery(SAVEPOINT);
+          await this.runStatement(trx, SAVEPOINT);
           try {
             const value = await member.work(trx);
-            await trx.executeQuery(RELEASE);
+            await this.runStatement(trx, RELEASE);
             outcomes.push({ member, value, failed: false });
           } catch (error) {
-            await trx.executeQuery(ROLLBACK_TO);
-            await trx.executeQuery(RELEASE);
+            await this.runStatement(trx, ROLLBACK_TO);
+            await this.runStatement(trx, RELEASE);
             outcomes.push({ member, error, failed: true });
           }
         }
