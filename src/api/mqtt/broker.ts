@@ -40,7 +40,8 @@ async function listen(server: net.Server, at: HostPort, scheme: string): Promise
  * to nothing.
  */
 function uncachedPacketNumbers(): void {
-  const mqttPacket = createRequire(import.meta.resolve('aedes'))('mqtt-packet') as { writeToStream: { cacheNumbers: boolean } };
+  const aedesFile = createRequire(import.meta.url).resolve('aedes');
+  const mqttPacket = createRequire(aedesFile)('mqtt-packet') as { writeToStream: { cacheNumbers: boolean } };
   mqttPacket.writeToStream.cacheNumbers = false;
 }
 
