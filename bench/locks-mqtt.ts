@@ -144,17 +144,17 @@ function checkCreated(answer: string, count: number): void {
 
 /**
  * A create round trip in stages, from timestamps taken in this process (Drover runs in it):
- * the requester's publish, Drover's client receiving the message, the store transaction's
- * start and end, Drover's client publishing the answer, the requester receiving it.
+ * the requester's publish, Drover's transport delivering the message, the store transaction's
+ * start and end, Drover handing the answer to its transport, the requester receiving it.
  */
 interface Stages {
-  /** publish -> Drover's client has the request (broker in) */
+  /** publish -> Drover has the request (broker in: in the embedded broker, its in-process subscription; with an external one, Drover's client) */
   inbound: number;
   /** -> the transaction starts: JSON decode, identity, validation */
   decode: number;
   /** the store transaction */
   tx: number;
-  /** -> the answer is handed to the client: the answer's JSON */
+  /** -> the answer is handed to the transport: the answer's JSON */
   encode: number;
   /** -> the requester has the answer (broker out) */
   outbound: number;
@@ -228,7 +228,8 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
     const url = drover.mqtt!.brokerUrl;
     // Where Drover's time goes (see Stages): wrappers on the store's transactions — its
     // transaction() and insertLocks(), which is lock create's own transaction and may call
-    // transaction() — and on Drover's MQTT client.
+    // transaction() — and on the lock transport (the embedded broker's in-process API, or
+    // Drover's MQTT client of an external broker).
     let txMs = 0;
     const at = { received: 0, txStart: 0, txEnd: 0, answered: 0 };
     const store = drover.ctx.store;
@@ -248,13 +249,17 @@ async function oneRound(brokerName: string, round: number): Promise<RoundResult>
       };
     store.transaction = timed(store.transaction.bind(store)) as typeof store.transaction;
     store.insertLocks = timed(store.insertLocks.bind(store));
-    const lockClient = drover.mqtt!.client;
-    lockClient.prependListener('message', () => (at.received = performance.now()));
-    const publish = lockClient.publish.bind(lockClient);
-    lockClient.publish = ((...args: Parameters<typeof publish>) => {
+    const transport = drover.mqtt!.transport;
+    const deliver = transport.deliver;
+    transport.deliver = (topic, message) => {
+      at.received = performance.now();
+      deliver(topic, message);
+    };
+    const publish = transport.publish.bind(transport);
+    transport.publish = (...args) => {
       at.answered = performance.now();
-      return publish(...args);
-    }) as typeof publish;
+      publish(...args);
+    };
     const createTopic = `${prefix}/${LOCK_TOPIC}/create`;
     const echoTopic = `${prefix}/bench/echo`;
     echo = await startEcho(url, echoTopic);

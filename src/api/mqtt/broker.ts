@@ -1,11 +1,16 @@
 // The embedded MQTT broker (Aedes) for the one-command deployment: plain MQTT on one
 // address and, when a certificate is given, MQTTS on another. MQTT 3.1 and 3.1.1 clients.
+// Drover serves the lock topics through the broker's in-process API (a transport, see
+// transport.ts): it subscribes inside the broker and publishes its answers there, with no MQTT
+// client of its own.
 
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import tls from 'node:tls';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesPublishPacket, type PublishPacket } from 'aedes';
 import type { Logger } from 'pino';
+import type { LockTransport, QoS } from './transport.js';
 
 export interface HostPort {
   host: string;
@@ -15,13 +20,6 @@ export interface HostPort {
 export interface BrokerOptions {
   listen: HostPort;
   mqtts?: HostPort & { certFile: string; keyFile: string };
-}
-
-export interface EmbeddedBroker {
-  /** mqtt://host:port as bound (port 0 picks a free one) */
-  url: string;
-  mqttsUrl?: string;
-  close(): Promise<void>;
 }
 
 async function listen(server: net.Server, at: HostPort, scheme: string): Promise<string> {
@@ -35,26 +33,73 @@ async function listen(server: net.Server, at: HostPort, scheme: string): Promise
   return `${scheme}://${at.host}:${(server.address() as net.AddressInfo).port}`;
 }
 
-export async function startEmbeddedBroker(options: BrokerOptions, log: Logger): Promise<EmbeddedBroker> {
-  const aedes = await Aedes.createBroker();
-  aedes.on('clientError', (client, err) => log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
-  // Nagle's algorithm turns each small request/response into a ~40 ms wait: disable it.
-  const servers: net.Server[] = [net.createServer({ noDelay: true }, aedes.handle)];
-  if (options.mqtts) {
-    const { certFile, keyFile } = options.mqtts;
-    servers.push(tls.createServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), noDelay: true }, aedes.handle));
+/**
+ * mqtt-packet, the broker's encoder, otherwise builds on its first write 65,536 two-byte
+ * Buffers of packet ids and lengths and keeps them: 6.5 MiB of heap. The setting is the
+ * module's, so it is made on the copy aedes itself loads; a 2-byte Buffer per write costs next
+ * to nothing.
+ */
+function uncachedPacketNumbers(): void {
+  const aedesFile = createRequire(import.meta.url).resolve('aedes');
+  const mqttPacket = createRequire(aedesFile)('mqtt-packet') as { writeToStream: { cacheNumbers: boolean } };
+  mqttPacket.writeToStream.cacheNumbers = false;
+}
+
+export class EmbeddedBroker implements LockTransport {
+  /** mqtt://host:port as bound (port 0 picks a free one) */
+  url = '';
+  mqttsUrl?: string;
+  deliver: LockTransport['deliver'] = () => {};
+  private aedes?: Aedes;
+  private readonly servers: net.Server[] = [];
+
+  constructor(
+    private readonly options: BrokerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Starts the broker with `topics` subscribed in process, then listens: no request can arrive
+   * before the subscription. Each request keeps the QoS it was published with.
+   */
+  async serve(topics: string[]): Promise<void> {
+    uncachedPacketNumbers();
+    const aedes = (this.aedes = await Aedes.createBroker());
+    aedes.on('clientError', (client, err) => this.log.debug({ client: client.id, err: err.message }, 'mqtt client error'));
+    // The broker waits for every subscriber to take a message before it goes on (a QoS 2
+    // publisher's PUBREC among others): take it at once; the handler runs on its own.
+    const onRequest = (packet: AedesPublishPacket, taken: () => void) => {
+      taken();
+      this.deliver(packet.topic, typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload);
+    };
+    await Promise.all(topics.map((t) => new Promise<void>((resolve) => aedes.subscribe(t, onRequest, resolve))));
+    // Nagle's algorithm turns each small request/response into a ~40 ms wait: disable it.
+    this.servers.push(net.createServer({ noDelay: true }, aedes.handle));
+    const { mqtts } = this.options;
+    if (mqtts) this.servers.push(tls.createServer({ cert: readFileSync(mqtts.certFile), key: readFileSync(mqtts.keyFile), noDelay: true }, aedes.handle));
+    try {
+      this.url = await listen(this.servers[0]!, this.options.listen, 'mqtt');
+      this.mqttsUrl = mqtts && (await listen(this.servers[1]!, mqtts, 'mqtts'));
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    this.log.info({ url: this.url, mqttsUrl: this.mqttsUrl }, 'embedded MQTT broker listening');
+    this.log.info({ broker: this.url, topics }, 'serving Arrowhead locks over MQTT');
   }
-  const close = async () => {
-    await new Promise<void>((resolve) => aedes.close(() => resolve()));
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
-  };
-  try {
-    const url = await listen(servers[0], options.listen, 'mqtt');
-    const mqttsUrl = options.mqtts && (await listen(servers[1], options.mqtts, 'mqtts'));
-    log.info({ url, mqttsUrl }, 'embedded MQTT broker listening');
-    return { url, mqttsUrl, close };
-  } catch (e) {
-    await close();
-    throw e;
+
+  publish(topic: string, text: string, qos: QoS, done: (err?: Error) => void): void {
+    const aedes = this.aedes;
+    if (!aedes || aedes.closed) return done(new Error('the embedded broker is closed'));
+    const packet: PublishPacket = { cmd: 'publish', topic, payload: Buffer.from(text, 'utf8'), qos, retain: false, dup: false };
+    // aedes.publish skips the broker's publish authorization, which Drover's own client passed
+    // through before; it refuses the broker's reserved $SYS/ topics.
+    aedes.authorizePublish(null, packet, (refused) => (refused ? done(refused) : aedes.publish(packet, (err) => done(err ?? undefined))));
+  }
+
+  async close(): Promise<void> {
+    const aedes = this.aedes;
+    if (aedes) await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))));
   }
 }

@@ -1,12 +1,9 @@
 // The Arrowhead serviceOrchestrationLockManagement interface over MQTT (generic_mqtt and
-// generic_mqtts). Drover is an MQTT client of a broker — the embedded one or an external
-// one — subscribed to `<prefix>/orchestration/management/lock/{create,query,remove}` (on an
-// external broker as one shared subscription of all replicas); each request names the topic
-// and QoS of its answer.
+// generic_mqtts). Drover serves `<prefix>/orchestration/management/lock/{create,query,remove}`
+// of a broker — inside the embedded one through its in-process API, or as an MQTT client of an
+// external one (one shared subscription of all replicas; see transport.ts); each request names
+// the topic and QoS of its answer.
 
-import { randomBytes } from 'node:crypto';
-import type { Socket } from 'node:net';
-import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
@@ -16,17 +13,11 @@ import { fail } from '../../model/errors.js';
 import { lockListDto } from '../../model/lock.js';
 import { takeRequestToken } from '../../core/limits.js';
 import { authenticated, errorResponse, identifyCaller, parseJson } from './arrowhead.js';
-import { startEmbeddedBroker, type BrokerOptions } from './broker.js';
+import type { BrokerOptions } from './broker.js';
+import type { LockTransport } from './transport.js';
 
 export const DEFAULT_TOPIC_PREFIX = 'arrowhead/serviceorchestration';
 const LOCK_TOPIC = 'orchestration/management/lock';
-/**
- * The shared-subscription group of Drover replicas on an external broker: the broker hands
- * each request to one member, so it is handled and answered once however many replicas run.
- */
-const SHARE_GROUP = 'drover';
-/** How long start-up waits for the first subscription before going on (the client keeps retrying). */
-const FIRST_CONNECT_MS = 5000;
 
 /** MQTTRequestTemplate: traceId, authentication, responseTopic, qosRequirement, params, payload. */
 type RequestTemplate = Record<string, unknown>;
@@ -79,47 +70,22 @@ export interface MqttInterfaceOptions {
 }
 
 export interface MqttInterface {
-  /** where the lock client is connected */
+  /** the broker callers reach Drover through */
   brokerUrl: string;
   /** the embedded broker's MQTTS address, when it has one */
   mqttsUrl?: string;
-  /** Drover's own connection to the broker (bench/locks-mqtt.ts times its messages) */
-  client: MqttClient;
+  /** how requests arrive and answers leave (bench/locks-mqtt.ts times both ends) */
+  transport: LockTransport;
   close(): Promise<void>;
-}
-
-/** The broker URL for the log: a password in it is a secret. */
-function withoutPassword(url: string): string {
-  try {
-    const u = new URL(url);
-    if (!u.password) return url;
-    u.password = '***';
-    return u.toString();
-  } catch {
-    return url;
-  }
 }
 
 export async function startMqttInterface(ctx: CoreContext, identities: Identities, log: Logger, options: MqttInterfaceOptions): Promise<MqttInterface> {
   const external = /^(mqtts?|tcp|ssl|tls):\/\//.test(options.broker);
   if (!external && options.broker !== 'embedded') throw new Error(`--mqtt must be embedded, none, mqtt://... or mqtts://..., got ${options.broker}`);
-  const broker = external ? undefined : await startEmbeddedBroker(options.embedded, log);
-  const brokerUrl = broker?.url ?? options.broker;
-  const shownUrl = withoutPassword(brokerUrl);
   const operations = new Map(Object.entries(OPERATIONS).map(([name, op]) => [`${options.topicPrefix}/${LOCK_TOPIC}/${name}`, op]));
-
-  const client: MqttClient = mqtt.connect(brokerUrl, {
-    protocolVersion: 4,
-    clientId: `drover-${randomBytes(6).toString('hex')}`,
-    clean: true,
-    reconnectPeriod: 1000,
-    // subscriptions are made on every connect (below), also after a broker restart
-    resubscribe: false,
-    // mqtt-packet otherwise builds, on its first write, 65,536 two-byte Buffers of packet ids and
-    // lengths and keeps them: 6.5 MiB of heap. The setting is process-wide (the embedded broker
-    // shares the module); a 2-byte Buffer per write costs next to nothing.
-    writeCache: false,
-  });
+  // Each transport's module (aedes, or the MQTT client and what it loads) only when it is used.
+  const embedded = external ? undefined : new (await import('./broker.js')).EmbeddedBroker(options.embedded, log);
+  const transport: LockTransport = embedded ?? new (await import('./client.js')).BrokerClient(options.broker, log);
 
   const handle = async (topic: string, message: Buffer) => {
     const op = operations.get(topic);
@@ -150,40 +116,17 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
     }
     const qos = request.qosRequirement === 1 || request.qosRequirement === 2 ? request.qosRequirement : 0;
     const answer = JSON.stringify({ status, traceId: request.traceId, receiver: caller.receiver, payload });
-    client.publish(request.responseTopic, answer, { qos }, (err) => {
+    transport.publish(request.responseTopic, answer, qos, (err) => {
       if (err) log.warn({ err: err.message, responseTopic: request.responseTopic }, 'could not publish an MQTT answer');
     });
   };
-
-  const subscribed = new Promise<void>((resolve) => {
-    client.on('connect', () => {
-      // See broker.ts: without no-delay every answer waits for Nagle's timer.
-      (client.stream as unknown as Socket).setNoDelay?.(true);
-      // requests still arrive under their own topic names
-      const filters = [...operations.keys()].map((t) => (external ? `$share/${SHARE_GROUP}/${t}` : t));
-      client.subscribe(filters, { qos: 2 }, (err) => {
-        if (err) return log.error({ err: err.message }, 'could not subscribe to the lock topics');
-        log.info({ broker: shownUrl, topics: [...operations.keys()] }, 'serving Arrowhead locks over MQTT');
-        resolve();
-      });
-    });
-  });
-  client.on('message', (topic, message) => handle(topic, message).catch((err) => log.error({ err, topic }, 'MQTT request handling failed')));
-  client.on('error', (err) => log.warn({ err: err.message, broker: shownUrl }, 'MQTT client error'));
-  client.on('offline', () => log.warn({ broker: shownUrl }, 'MQTT broker unreachable; reconnecting'));
-
-  let timer: NodeJS.Timeout | undefined;
-  const waited = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), FIRST_CONNECT_MS)));
-  if (!(await Promise.race([subscribed.then(() => true), waited]))) log.warn({ broker: shownUrl }, 'MQTT broker not reached yet; will keep trying');
-  clearTimeout(timer);
+  transport.deliver = (topic, message) => void handle(topic, message).catch((err) => log.error({ err, topic }, 'MQTT request handling failed'));
+  await transport.serve([...operations.keys()]);
 
   return {
-    brokerUrl,
-    mqttsUrl: broker?.mqttsUrl,
-    client,
-    async close() {
-      await client.endAsync(!client.connected);
-      await broker?.close();
-    },
+    brokerUrl: transport.url,
+    mqttsUrl: embedded?.mqttsUrl,
+    transport,
+    close: () => transport.close(),
   };
 }
