@@ -15,7 +15,7 @@
 // `sleep 1000 0.000<digits>`), which is how processes are found and, at the end, cleaned up
 // (found by marker, killed by pid). PM2 runs with PM2_HOME in a temp dir and its daemon is
 // killed at the end. Drover runs in a child process (this file in --serve-drover mode, so
-// the start window can be set) except for (c), which runs `node bin/drover.js serve`.
+// the start window can be set) except for (c), which runs `bin/drover serve` (the installed command).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -416,7 +416,7 @@ async function rssDrover(n: number): Promise<RssResult> {
   const marker = nextMarker();
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'drover.js'), 'serve', '--data-dir', dir, '--http', `127.0.0.1:${port}`, '--log-level', 'warn'], {
+  const child = spawn(join(ROOT, 'bin', 'drover'), ['serve', '--data-dir', dir, '--http', `127.0.0.1:${port}`, '--log-level', 'warn'], {
     cwd: ROOT,
     stdio: ['ignore', 'ignore', 'inherit'],
   });

@@ -21,7 +21,7 @@ import { packagePath } from '../src/package-root.js';
 import { header, median, randomTag, ratio, removeDir, stopChild, tempDir } from './common.js';
 
 const PG_BASE = process.env.DROVER_BENCH_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
-const DROVER_BIN = packagePath('bin', 'drover.js');
+const DROVER_BIN = packagePath('bin', 'drover');
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,7 +29,7 @@ function arg(name: string, fallback: string): string {
 }
 
 async function replica(store: string, id: string, dataDir: string): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [DROVER_BIN, 'serve', '--store', store, '--data-dir', dataDir, '--http', '127.0.0.1:0', '--no-agent', '--mqtt', 'none', '--replica-id', id, '--log-level', 'info'], {
+  const child = spawn(DROVER_BIN, ['serve', '--store', store, '--data-dir', dataDir, '--http', '127.0.0.1:0', '--no-agent', '--mqtt', 'none', '--replica-id', id, '--log-level', 'info'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {

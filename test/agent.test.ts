@@ -341,7 +341,7 @@ describe('cell agent with real processes', () => {
           return t.includes('to stdout') && t.includes('to stderr') ? t : undefined;
         }, `both lines in ${file}`);
         assert.equal(text, `to stdout ${mark} index=${index}\nto stderr ${mark} index=${index}\n`);
-        const { stdout } = await execFileP(process.execPath, [DROVER_BIN, 'logs', guid, String(index), '--data-dir', dir]);
+        const { stdout } = await execFileP(DROVER_BIN, ['logs', guid, String(index), '--data-dir', dir]);
         assert.equal(stdout, text);
       }
       await removeLrp(url, guid);

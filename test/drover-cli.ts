@@ -4,7 +4,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { packagePath } from '../src/package-root.js';
 
-export const DROVER_BIN = packagePath('bin', 'drover.js');
+/** the `drover` command as installed (the launcher, see bin/drover) */
+export const DROVER_BIN = packagePath('bin', 'drover');
 
 export interface DroverCli {
   name: string;
@@ -19,10 +20,10 @@ export interface DroverCli {
 /** Every child still running, so a suite's `after` can kill what a failed test left. */
 export const liveClis = new Set<DroverCli>();
 
-export function droverCli(name: string, args: string[]): DroverCli {
-  const env = { ...process.env };
+export function droverCli(name: string, args: string[], extraEnv: Record<string, string> = {}): DroverCli {
+  const env = { ...process.env, ...extraEnv };
   delete env.NODE_TEST_CONTEXT; // the child is not a test runner's child file
-  const child = spawn(process.execPath, [DROVER_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(DROVER_BIN, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   const onData = (buf: Buffer) => {

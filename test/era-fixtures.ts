@@ -217,7 +217,7 @@ export interface RemoteAgent {
 export async function remoteAgent(url: string, args: string[]): Promise<RemoteAgent> {
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT; // the child is not a test runner's child file
-  const child = spawn(process.execPath, [packagePath('bin', 'drover.js'), 'agent', '--api', url, '--log-level', 'info', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(packagePath('bin', 'drover'), ['agent', '--api', url, '--log-level', 'info', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output: string[] = [];
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const started = new Promise<void>((resolve, reject) => {

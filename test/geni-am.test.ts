@@ -117,7 +117,7 @@ const waitOperational = (slice: string, state: string) =>
 /** Runs the `drover` command; rejects with its stderr when it fails. */
 const cli = (...args: string[]) =>
   new Promise<string>((resolve, reject) =>
-    execFile(process.execPath, [packagePath('bin', 'drover.js'), ...args], (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
+    execFile(packagePath('bin', 'drover'), args, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout))),
   );
 
 const sliceService = async (slice: string) => (await findServices(drover.ctx, OPS, 'geni', slice)).at(-1)!;

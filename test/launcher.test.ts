@@ -1,0 +1,64 @@
+// The installed `drover` command (bin/drover): a shell that execs node on bin/drover.js, with
+// one malloc arena for the daemons unless the environment names another number.
+
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { DROVER_BIN, droverCli, killCli, liveClis } from './drover-cli.js';
+
+const execFileP = promisify(execFile);
+
+/** `drover serve` through the launcher, once it serves; its pid and environment. */
+async function serve(dataDir: string, extraEnv: Record<string, string> = {}) {
+  const c = droverCli('drover serve', ['serve', '--data-dir', dataDir, '--http', '127.0.0.1:0', '--no-agent', '--mqtt', 'none', '--log-level', 'info'], extraEnv);
+  await c.line(/drover is serving/);
+  const pid = c.child.pid!;
+  const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  return { c, pid, environ };
+}
+
+describe('the drover command (bin/drover)', () => {
+  const dirs: string[] = [];
+  const tempDir = () => {
+    const d = mkdtempSync(join(tmpdir(), 'drover-launcher-'));
+    dirs.push(d);
+    return d;
+  };
+  after(async () => {
+    for (const c of [...liveClis]) await killCli(c);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('runs serve as node itself, with one malloc arena', async () => {
+    const { c, pid, environ } = await serve(tempDir());
+    // exec: the pid the caller holds is node's, no shell in between
+    assert.match(readlinkSync(`/proc/${pid}/exe`), /\/node$/);
+    assert.ok(environ.includes('MALLOC_ARENA_MAX=1'), environ.filter((e) => e.startsWith('MALLOC')).join(' '));
+    await killCli(c, 'SIGTERM');
+    assert.equal(c.child.exitCode, 0);
+  });
+
+  it('keeps an arena count the environment sets', async () => {
+    const { c, environ } = await serve(tempDir(), { MALLOC_ARENA_MAX: '4' });
+    assert.ok(environ.includes('MALLOC_ARENA_MAX=4'));
+    assert.ok(!environ.includes('MALLOC_ARENA_MAX=1'));
+    await killCli(c);
+  });
+
+  it('runs client commands, their failures as a one-line error and a non-zero exit', async () => {
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const { stdout } = await execFileP(DROVER_BIN, ['--help'], { env });
+    assert.match(stdout, /Usage: drover/);
+    const failed = await execFileP(DROVER_BIN, ['ls', '--api', 'http://127.0.0.1:9'], { env }).then(
+      () => undefined,
+      (e: { code?: number; stderr?: string }) => e,
+    );
+    assert.ok(failed && failed.code !== 0, 'ls against a closed port fails');
+    assert.match(failed.stderr ?? '', /\S/);
+  });
+});
