@@ -10,9 +10,6 @@ import { withStatementCache } from './statement-cache.js';
 import { BackgroundCheckpointer } from './checkpointer.js';
 import { SqliteLockInserts } from './lock-inserts.js';
 
-/** the part of the database file read through a memory map (SQLite's default is none) */
-const MMAP_BYTES = 256 * 1024 * 1024;
-
 export function openSqliteStore(path: string): SqlStore {
   mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
@@ -20,10 +17,6 @@ export function openSqliteStore(path: string): SqlStore {
   // WAL + NORMAL is durable across process crashes (only an OS crash can drop the last commits).
   db.pragma('synchronous = NORMAL');
   db.pragma('busy_timeout = 5000');
-  // Pages of the database file are read through a memory map instead of read() into SQLite's
-  // page cache: no copy per page (desire: about 8 % less CPU). The pages a read touches count
-  // in the process's RSS as clean file-backed memory, which the kernel can take back.
-  db.pragma(`mmap_size = ${MMAP_BYTES}`);
   const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
   const cached = withStatementCache(db, () => checkpointer.stop());
   // Kysely commits with a statement of this text: the checkpointer counts the commits.
