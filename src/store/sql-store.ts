@@ -508,7 +508,7 @@ export class SqlStore extends SqlQueries implements Store {
     sqlite?: SqliteDirect,
   ) {
     super(kysely, compileHotStatements(kysely, kind), sqlite);
-    if (kind === 'sqlite') this.groupCommit = new GroupCommit(kysely, sqlite && ((_trx, query) => sqlite.query(query.sql, query.parameters)));
+    if (sqlite) this.groupCommit = new GroupCommit(kysely, (query) => sqlite.query(query.sql, query.parameters));
   }
 
   override async insertLocks(locks: NewLock[]): Promise<Lock[]> {
