@@ -4,11 +4,10 @@
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { DROVER_BIN, droverCli, killCli, liveClis } from './drover-cli.js';
+import { tempDir as newTempDir } from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -24,7 +23,7 @@ async function serve(dataDir: string, extraEnv: Record<string, string> = {}) {
 describe('the drover command (bin/drover)', () => {
   const dirs: string[] = [];
   const tempDir = () => {
-    const d = mkdtempSync(join(tmpdir(), 'drover-launcher-'));
+    const d = newTempDir('drover-launcher-');
     dirs.push(d);
     return d;
   };
