@@ -45,9 +45,7 @@ export function storeFixtures(): StoreFixture[] {
       name: 'sqlite',
       spec: `sqlite:${join(dir, 'drover.db')}`,
       open: () => openStore(`sqlite:${join(dir, 'drover.db')}`, dir),
-      // the store's WAL checkpointer thread may still be closing its connection (its stop does
-      // not wait), adding or removing -wal/-shm files while the directory is removed: retry
-      cleanup: async () => rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 }),
+      cleanup: async () => rmSync(dir, { recursive: true, force: true }),
     },
     {
       name: 'postgres',

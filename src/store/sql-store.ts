@@ -42,6 +42,8 @@ export interface SqliteDirect {
   inTransaction(): boolean;
   readArrays: ArrayReader;
   lockInserts: SqliteLockInserts;
+  /** resolves once the threads with connections of their own (the WAL checkpointer) have closed them */
+  threadsClosed(): Promise<void>;
 }
 
 /** Advisory lock key that serializes writers on PostgreSQL ("drover" in ASCII). */
@@ -553,5 +555,6 @@ export class SqlStore extends SqlQueries implements Store {
 
   async close() {
     await this.kysely.destroy();
+    await this.sqlite?.threadsClosed();
   }
 }

@@ -40,6 +40,8 @@ export class BackgroundCheckpointer {
   private quietTicks = 0;
   /** closing, or a worker failed: no worker starts any more */
   private done = false;
+  /** resolves once every worker started so far has ended (and so closed its connection) */
+  private workersEnded: Promise<void> = Promise.resolve();
   private readonly tick: NodeJS.Timeout;
 
   constructor(
@@ -64,11 +66,19 @@ export class BackgroundCheckpointer {
     return this.worker !== undefined;
   }
 
-  /** Ends the worker, if any, and the ticks (it does not wait). */
+  /** Ends the worker, if any, and the ticks; `ended` tells when the worker is gone. */
   stop(): void {
     this.done = true;
     clearInterval(this.tick);
     this.stopWorker();
+  }
+
+  /**
+   * Resolves once every worker has ended. A worker closes its own connection after `stop`,
+   * which may still add or remove the -wal and -shm files.
+   */
+  ended(): Promise<void> {
+    return this.workersEnded;
   }
 
   private onTick(): void {
@@ -89,6 +99,8 @@ export class BackgroundCheckpointer {
     const worker = new Worker(new URL('./checkpoint-worker.js', import.meta.url), { workerData: { path: this.path, everyMs: EVERY_MS, restartFrames: RESTART_FRAMES } });
     worker.unref();
     this.worker = worker;
+    const ended = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+    this.workersEnded = Promise.all([this.workersEnded, ended]).then(() => undefined);
     const fail = (why: string) => {
       if (this.worker !== worker) return; // asked to stop
       this.worker = undefined;
@@ -112,6 +124,9 @@ export class BackgroundCheckpointer {
   private stopWorker(): void {
     const worker = this.worker;
     this.worker = undefined;
+    // a closing store waits until it has ended (see ended), which it does promptly: until
+    // then it keeps the process running
+    worker?.ref();
     worker?.postMessage('stop');
   }
 }

@@ -39,5 +39,6 @@ export function openSqliteStore(path: string): SqlStore {
     inTransaction: () => db.inTransaction,
     readArrays,
     lockInserts: new SqliteLockInserts(db, () => checkpointer.committed()),
+    threadsClosed: () => checkpointer.ended(),
   });
 }
