@@ -20,12 +20,12 @@ const [sqlite] = storeFixtures();
 const lrp = (guid: string) => ({ processGuid: guid, domain: 'loop', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
 
 /** A loop on a fresh SQLite store, torn down after the suite. */
-function loopFixture(intervalMs: number): { ctx: () => CoreContext; loop: () => ConvergenceLoop } {
+function loopFixture(intervalMs: number, debounceMs = 5, log = pino({ level: 'silent' })): { ctx: () => CoreContext; loop: () => ConvergenceLoop } {
   let ctx: CoreContext;
   let loop: ConvergenceLoop;
   before(async () => {
-    ctx = { store: await sqlite!.open(), bus: new EventBus(), log: pino({ level: 'silent' }), now: Date.now };
-    loop = new ConvergenceLoop(ctx, { intervalMs, debounceMs: 5, isLeader: () => true });
+    ctx = { store: await sqlite!.open(), bus: new EventBus(), log, now: Date.now };
+    loop = new ConvergenceLoop(ctx, { intervalMs, debounceMs, isLeader: () => true });
     loop.start();
   });
   after(async () => {
@@ -56,6 +56,40 @@ describe('convergence loop, driven by commits alone', () => {
     for (const g of ['l-1', 'l-2', 'l-3']) assert.deepEqual(await unplaceable(g, 1), [0]);
     await updateDesiredLrp(ctx, P, 'l-2', { instances: 3 });
     assert.deepEqual(await unplaceable('l-2', 3), [0, 1, 2]);
+  });
+});
+
+describe('convergence loop, a burst of commits', () => {
+  // The loop's debug log tells each pass with actions, and how many LRPs it targeted.
+  const passes: { targeted?: number; actions: number }[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void passes.push(JSON.parse(line) as (typeof passes)[number]) });
+  const { ctx: fixture, loop } = loopFixture(HOUR, 1000, log);
+  const burst = (ctx: CoreContext, prefix: string, n: number) => Promise.all(Array.from({ length: n }, (_, i) => desireLrp(ctx, P, lrp(`${prefix}-${i}`))));
+  const allUnplaceable = async (ctx: CoreContext, prefix: string, n: number) => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const marked = (await ctx.store.listActualLrps({ domain: 'loop' })).filter((a) => a.placementError && a.actualLrpKey.processGuid.startsWith(`${prefix}-`));
+      if (marked.length >= n || Date.now() > deadline) return marked.length;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+
+  it('plans more LRPs than one read takes in a targeted pass, not a pass over the whole store', async () => {
+    const ctx = fixture();
+    await burst(ctx, 'a', 1000);
+    assert.equal(await allUnplaceable(ctx, 'a', 1000), 1000);
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // past the debounce: the loop is idle
+    const before = loop().lastPass;
+    loop().trigger(); // a full pass: the loop learns the store's size
+    while (loop().lastPass === before) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(loop().lastPass?.lrps, 1000);
+    passes.length = 0;
+    await burst(ctx, 'b', 1200); // one debounce: one pass for all of them, over two slices of guids
+    assert.equal(await allUnplaceable(ctx, 'b', 1200), 1200);
+    assert.deepEqual(
+      passes.map((p) => p.targeted),
+      [1200],
+    );
   });
 });
 

@@ -29,6 +29,8 @@ export interface ConvergenceOptions {
 export interface PassReport {
   actions: number;
   applied: number;
+  /** desired LRPs the snapshot held */
+  lrps: number;
   /** see ApplyResult.settled */
   settled: Map<string, number>;
   snapshotMs: number;
@@ -38,8 +40,14 @@ export interface PassReport {
   clockChangeAt: number;
 }
 
-/** Above this many touched LRPs a full pass is cheaper than the lists of guids. */
-const MAX_TARGETED = 1000;
+/**
+ * A targeted pass reads its LRPs in slices of this many guids (one IN list each). It plans
+ * touched LRPs at a cost that grows with their number, where a full pass's grows with the
+ * store: the loop turns to a full pass only when the touched LRPs are over half of those the
+ * last full pass saw. (Under a steady stream of desires a full pass per batch made each pass
+ * slower than the batch it served, so the batches, and the passes, kept growing.)
+ */
+const TARGETED_SLICE = 1024;
 /**
  * The interval's full passes read and plan every LRP: about 30 µs each (200 ms of CPU at
  * 7,000 LRPs), so on a large store a 1 s interval would keep a fifth of a core busy. An
@@ -56,26 +64,38 @@ const MAX_FULL_PASS_SHARE = 0.1;
 const MAX_FULL_PASS_AGE_MS = 30_000;
 
 /**
- * The guids padded (repeating the last) to a power of two: the IN lists of the snapshot's
- * queries then come in a few lengths, so their SQL texts (and prepared statements) repeat.
+ * The guids in slices of at most TARGETED_SLICE, each padded (repeating its last) to a power
+ * of two: the IN lists of the snapshot's queries then come in a few lengths, so their SQL
+ * texts (and prepared statements) repeat.
  */
-function padded(guids: string[] | undefined): string[] | undefined {
-  if (!guids?.length) return guids;
-  let size = 8;
-  while (size < guids.length) size *= 2;
-  return guids.concat(Array<string>(size - guids.length).fill(guids[guids.length - 1]!));
+function paddedSlices(guids: string[]): string[][] {
+  const slices: string[][] = [];
+  for (let i = 0; i < guids.length; i += TARGETED_SLICE) {
+    const slice = guids.slice(i, i + TARGETED_SLICE);
+    let size = 8;
+    while (size < slice.length) size *= 2;
+    slices.push(slice.concat(Array<string>(size - slice.length).fill(slice[slice.length - 1]!)));
+  }
+  return slices;
+}
+
+/** The snapshot's reads of the LRPs: all of them, or the targeted ones slice by slice. */
+async function readLrps<T>(targeted: string[] | undefined, read: (processGuids?: string[]) => Promise<T[]>): Promise<T[]> {
+  if (!targeted) return read();
+  const rows: T[] = [];
+  for (const processGuids of paddedSlices(targeted)) rows.push(...(await read(processGuids)));
+  return rows;
 }
 
 /** `targeted`: a snapshot of those LRPs only (see the top of this file). */
 export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, targeted?: string[]): Promise<Snapshot> {
-  const processGuids = padded(targeted);
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
-  const actual = await ctx.store.listActualLrps({ processGuids });
-  const [desired, cells] = await Promise.all([ctx.store.listDesiredLrpPlanInfos({ processGuids }), ctx.store.listCells()]);
+  const actual = await readLrps(targeted, (processGuids) => ctx.store.listActualLrps({ processGuids }));
+  const [desired, cells] = await Promise.all([readLrps(targeted, (processGuids) => ctx.store.listDesiredLrpPlanInfos({ processGuids })), ctx.store.listCells()]);
   const now = ctx.now();
   // Only placement needs the others' load, and nothing is placed without a live cell.
-  const otherLoad = processGuids && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
+  const otherLoad = targeted && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
   return { now, desired, actual, cells, claimTimeoutMs, otherLoad };
 }
 
@@ -108,7 +128,7 @@ export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fe
   const t2 = performance.now();
   const { applied, settled } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0, settled: new Map<string, number>() };
   const t3 = performance.now();
-  return { actions: actions.length, applied, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2, clockChangeAt: nextClockChange(snap) };
+  return { actions: actions.length, applied, lrps: snap.desired.length, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2, clockChangeAt: nextClockChange(snap) };
 }
 
 export class ConvergenceLoop {
@@ -127,8 +147,8 @@ export class ConvergenceLoop {
    * own commit and nothing else on it, so the LRP is not planned again for it.
    */
   private settled = new Map<string, number>();
-  /** when the last full pass ended (performance.now()) and how long it read and planned */
-  private lastFull = { endedAt: -Infinity, ms: 0 };
+  /** when the last full pass ended (performance.now()), how long it read and planned, how many LRPs it saw */
+  private lastFull = { endedAt: -Infinity, ms: 0, lrps: 0 };
   /** the earliest clockChangeAt of the last full pass and the passes since (ctx.now() ms) */
   private clockChangeAt = -Infinity;
   /** the last event id the interval saw in the store */
@@ -210,7 +230,7 @@ export class ConvergenceLoop {
       return;
     }
     if (!this.full && this.dirty.size === 0) return;
-    const guids = this.full || this.dirty.size > MAX_TARGETED ? undefined : [...this.dirty];
+    const guids = this.full || this.dirty.size > this.lastFull.lrps / 2 + TARGETED_SLICE ? undefined : [...this.dirty];
     this.full = false;
     this.dirty = new Set();
     this.running = true;
@@ -220,7 +240,7 @@ export class ConvergenceLoop {
         // registered before the commit's announcement, which waits for the next turn of the event loop
         for (const [guid, events] of report.settled) this.settled.set(guid, events);
         if (!guids) {
-          this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs };
+          this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs, lrps: report.lrps };
           this.clockChangeAt = report.clockChangeAt;
         } else this.clockChangeAt = Math.min(this.clockChangeAt, report.clockChangeAt);
         if (report.actions) this.ctx.log.debug({ ...report, targeted: guids?.length }, 'convergence pass');
