@@ -3,8 +3,18 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
+import pino from 'pino';
 import { BackgroundCheckpointer } from '../src/store/sqlite/checkpointer.js';
+import { openStore } from '../src/store/open.js';
+import { EventBus, type CoreContext } from '../src/core/context.js';
+import { desireLrp, updateDesiredLrp } from '../src/core/desired-lrps.js';
+import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
 import { tempDir } from './helpers.js';
+
+const require = createRequire(import.meta.url);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,5 +64,31 @@ describe('SQLite WAL checkpointer', () => {
     const reopened = new Database(path);
     assert.equal(reopened.prepare('SELECT count(*) FROM t').pluck().get(), commits);
     reopened.close();
+  });
+});
+
+describe('SQLite store, write lock held by another connection', () => {
+  const dir = tempDir();
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs a use case that reads before it writes once the lock is free, instead of failing it', async () => {
+    const store = await openStore(undefined, dir);
+    const ctx: CoreContext = { store, bus: new EventBus(), log: pino({ level: 'silent' }), now: Date.now };
+    const holder = spawn(
+      process.execPath,
+      ['-e', `const db = new (require(${JSON.stringify(require.resolve('better-sqlite3'))}))(process.argv[1]); db.prepare('BEGIN IMMEDIATE').run(); console.log('locked'); setTimeout(() => db.prepare('COMMIT').run(), 300);`, join(dir, 'drover.db')],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await desireLrp(ctx, OPEN_MODE_PRINCIPAL, { processGuid: 'held', domain: 'd', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+      await once(holder.stdout!, 'data'); // the other connection holds the write lock for 300 ms
+      // an update reads the desired LRP, then writes: SQLite cannot make a reader wait for the write lock
+      await updateDesiredLrp(ctx, OPEN_MODE_PRINCIPAL, 'held', { instances: 3 });
+      assert.equal((await store.listActualLrps({ processGuid: 'held' })).length, 3);
+      assert.equal((await store.getDesiredLrp('held'))?.instances, 3);
+    } finally {
+      holder.kill();
+      await store.close();
+    }
   });
 });

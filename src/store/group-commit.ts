@@ -5,6 +5,11 @@
 // transaction, each in its own savepoint: one that fails is rolled back to its savepoint and
 // fails alone; the others are answered only after the shared COMMIT, so an acknowledged
 // transaction is durable, and a failed COMMIT fails them all with nothing written.
+//
+// Every transaction begins IMMEDIATE (see sqlite/open.ts), so the only moment another
+// connection can refuse it the database is BEGIN: the checkpoint thread's RESTART holds the
+// write lock for a few milliseconds. A group whose BEGIN finds the database locked tries again
+// a moment later, without blocking the event loop; its members never ran, so nothing repeats.
 
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
@@ -22,6 +27,14 @@ interface Member {
 const SAVEPOINT = CompiledQuery.raw('SAVEPOINT use_case');
 const RELEASE = CompiledQuery.raw('RELEASE use_case');
 const ROLLBACK_TO = CompiledQuery.raw('ROLLBACK TO use_case');
+
+/** how long a group keeps trying to BEGIN while the database is locked, as busy_timeout would */
+const LOCKED_RETRY_MS = 5000;
+const LOCKED_PAUSE_MS = [1, 2, 5, 10, 20, 50];
+
+function isLocked(e: unknown): boolean {
+  return (e as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
+}
 
 export class GroupCommit {
   private queue: Member[] = [];
@@ -59,16 +72,34 @@ export class GroupCommit {
     });
   }
 
+  /** A transaction of `work`, begun again while BEGIN finds the database locked. */
+  private async transaction(work: Work): Promise<unknown> {
+    const deadline = performance.now() + LOCKED_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      let begun = false;
+      try {
+        return await this.kysely.transaction().execute((trx) => {
+          begun = true;
+          return work(trx);
+        });
+      } catch (e) {
+        if (begun || !isLocked(e) || performance.now() > deadline) throw e;
+      }
+      const pause = LOCKED_PAUSE_MS[Math.min(attempt, LOCKED_PAUSE_MS.length - 1)];
+      await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+  }
+
   private async commit(group: Member[]): Promise<void> {
     if (group.length === 1) {
       // alone: a plain transaction, no savepoint
       const [member] = group as [Member];
-      await this.kysely.transaction().execute(member.work).then(member.resolve, member.reject);
+      await this.transaction(member.work).then(member.resolve, member.reject);
       return;
     }
     const outcomes: { member: Member; value?: unknown; error?: unknown; failed: boolean }[] = [];
     try {
-      await this.kysely.transaction().execute(async (trx) => {
+      await this.transaction(async (trx) => {
         for (const member of group) {
           this.runStatement(SAVEPOINT);
           try {

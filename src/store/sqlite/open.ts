@@ -19,11 +19,15 @@ export function openSqliteStore(path: string): SqlStore {
   db.pragma('busy_timeout = 5000');
   const checkpointer = new BackgroundCheckpointer(path, db, (message) => process.emitWarning(message));
   const cached = withStatementCache(db, () => checkpointer.stop());
-  // Kysely commits with a statement of this text: the checkpointer counts the commits.
+  // Kysely begins and commits with statements of these texts: the checkpointer counts the
+  // commits, and every transaction takes the write lock at BEGIN. A deferred one that read
+  // first and then writes cannot wait for the lock (SQLite refuses at once: waiting could
+  // deadlock), so the checkpoint thread's brief RESTART would fail a use case halfway; at
+  // BEGIN the group commit waits and tries again (see group-commit.ts).
   const database = {
     prepare: (sql: string) => {
       if (sql === 'commit') checkpointer.committed();
-      return cached.prepare(sql);
+      return cached.prepare(sql === 'begin' ? 'begin immediate' : sql);
     },
     close: () => cached.close(),
   };
