@@ -133,12 +133,14 @@ const AFTER_CHANGES = 'afterChanges';
 
 /** The JSON of an actual_lrp_changed payload `{before, after}` with `after` as its changes; undefined for any other shape. */
 function changeJson(payload: Record<string, unknown>): string | undefined {
-  const { before, after, ...others } = payload;
-  if (!isPlainRecord(before) || !isPlainRecord(after) || Object.keys(others).length > 0) return undefined;
+  const { before, after } = payload;
+  if (!isPlainRecord(before) || !isPlainRecord(after)) return undefined;
+  // (for…in over plain records: no entry arrays, a third of the cost on the convergence path)
+  for (const k in payload) if (k !== 'before' && k !== 'after') return undefined;
   const changes: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(after)) if (v !== before[k]) changes[k] = v;
+  for (const k in after) if (after[k] !== before[k]) changes[k] = after[k];
   // a field `after` drops cannot be said as a change (JSON has no undefined): stored whole
-  for (const [k, v] of Object.entries(before)) if (v !== undefined && after[k] === undefined) return undefined;
+  for (const k in before) if (before[k] !== undefined && after[k] === undefined) return undefined;
   return JSON.stringify({ before, [AFTER_CHANGES]: changes });
 }
 
