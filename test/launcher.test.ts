@@ -1,5 +1,6 @@
 // The installed `drover` command (bin/drover): a shell that execs node on bin/drover.js, with
-// one malloc arena for the daemons unless the environment names another number.
+// one malloc arena for the daemons unless the environment names another number; the daemon
+// gives its C heap's free pages back once start-up is over.
 
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { DROVER_BIN, droverCli, killCli, liveClis } from './drover-cli.js';
-import { tempDir as newTempDir } from './helpers.js';
+import { tempDir as newTempDir, waitFor } from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -39,6 +40,20 @@ describe('the drover command (bin/drover)', () => {
     assert.ok(environ.includes('MALLOC_ARENA_MAX=1'), environ.filter((e) => e.startsWith('MALLOC')).join(' '));
     await killCli(c, 'SIGTERM');
     assert.equal(c.child.exitCode, 0);
+  });
+
+  it('gives the C heap back after start-up: the heap-trim addon is loaded and the heap shrinks', async () => {
+    const { c, pid } = await serve(tempDir());
+    assert.match(readFileSync(`/proc/${pid}/maps`, 'utf8'), /heap-trim\.node/);
+    // the first quiet second after start-up compacts V8's heap and trims the C heap
+    const heapKb = () => {
+      const smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+      const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(smaps);
+      return Number(m?.[1] ?? NaN);
+    };
+    const started = heapKb();
+    await waitFor(() => (heapKb() < started - 1024 ? true : undefined), 'the C heap to shrink by 1 MiB', 5000, 100);
+    await killCli(c);
   });
 
   it('keeps an arena count the environment sets', async () => {
