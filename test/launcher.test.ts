@@ -1,6 +1,6 @@
 // The installed `drover` command (bin/drover): a shell that execs node on bin/drover.js, with
-// one malloc arena for the daemons unless the environment names another number; the daemon
-// gives its C heap's free pages back once start-up is over.
+// glibc malloc settings for the daemons (one arena, a 32 KiB mmap threshold) unless the
+// environment sets its own; the daemon gives its C heap's free pages back once start-up is over.
 
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,11 +33,12 @@ describe('the drover command (bin/drover)', () => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
 
-  it('runs serve as node itself, with one malloc arena', async () => {
+  it('runs serve as node itself, with one malloc arena and a 32 KiB mmap threshold', async () => {
     const { c, pid, environ } = await serve(tempDir());
     // exec: the pid the caller holds is node's, no shell in between
     assert.match(readlinkSync(`/proc/${pid}/exe`), /\/node$/);
     assert.ok(environ.includes('MALLOC_ARENA_MAX=1'), environ.filter((e) => e.startsWith('MALLOC')).join(' '));
+    assert.ok(environ.includes('MALLOC_MMAP_THRESHOLD_=32768'), environ.filter((e) => e.startsWith('MALLOC')).join(' '));
     await killCli(c, 'SIGTERM');
     assert.equal(c.child.exitCode, 0);
   });
@@ -56,10 +57,12 @@ describe('the drover command (bin/drover)', () => {
     await killCli(c);
   });
 
-  it('keeps an arena count the environment sets', async () => {
-    const { c, environ } = await serve(tempDir(), { MALLOC_ARENA_MAX: '4' });
+  it('keeps the malloc settings the environment sets', async () => {
+    const { c, environ } = await serve(tempDir(), { MALLOC_ARENA_MAX: '4', MALLOC_MMAP_THRESHOLD_: '131072' });
     assert.ok(environ.includes('MALLOC_ARENA_MAX=4'));
     assert.ok(!environ.includes('MALLOC_ARENA_MAX=1'));
+    assert.ok(environ.includes('MALLOC_MMAP_THRESHOLD_=131072'));
+    assert.ok(!environ.includes('MALLOC_MMAP_THRESHOLD_=32768'));
     await killCli(c);
   });
 

@@ -135,12 +135,18 @@ function spawnRequest(spec: ProcessSpec): SpawnRequest | Error {
 }
 
 function failedProcess(startedAt: number, spec: ProcessSpec, err: Error): RunningProcess {
-  return handle(0, startedAt, undefined, Promise.resolve(spawnFailure(errorInfo(err), spec)));
+  return running(startedAt, spec, failedSpawn(errorInfo(err)));
 }
 
 function running(startedAt: number, spec: ProcessSpec, s: Spawned): RunningProcess {
-  const exited = s.exited.then((raw): ExitInfo => ('error' in raw ? spawnFailure(raw.error, spec) : { code: raw.code, signal: raw.signal, reason: raw.reason ?? describeExit(raw.code, raw.signal) }));
-  return handle(s.pid, startedAt, s.startTicks, exited);
+  // Only a spawn that failed needs the spec (for its message): the handle of a running
+  // process does not keep it, with its environment, for as long as the process runs.
+  return new ProcessHandle(s.pid, s.pid, startedAt, s.startTicks, s.exited, s.pid === 0 ? (raw) => exitInfo(raw, spec) : exitInfo);
+}
+
+function exitInfo(raw: RawExit, spec?: ProcessSpec): ExitInfo {
+  if ('error' in raw) return spawnFailure(raw.error, spec);
+  return { code: raw.code, signal: raw.signal, reason: raw.reason ?? describeExit(raw.code, raw.signal) };
 }
 
 /** Resolves once `pid` no longer runs with these start ticks (gone, a zombie, or reused). */
@@ -164,29 +170,43 @@ export function watchUntilGone(pid: number, startTicks: number | undefined): Pro
 export function adoptProcess(pid: number, pgid: number, startedAt: number): RunningProcess | undefined {
   const startTicks = processStartTime(pid);
   if (startTicks === undefined) return undefined;
-  const exited = watchUntilGone(pid, startTicks).then(() => ({ code: null, signal: null, reason: 'exited while not supervised (exit status unknown)' }));
-  return handle(pid, startedAt, startTicks, exited, pgid);
+  return new ProcessHandle(pid, pgid, startedAt, startTicks, watchUntilGone(pid, startTicks), unsupervisedExit);
 }
 
-function handle(pid: number, startedAt: number, startTicks: number | undefined, exited: Promise<ExitInfo>, pgid = pid): RunningProcess {
-  let done = false;
-  void exited.then(() => {
-    done = true;
-  });
-  let stopping: Promise<ExitInfo> | undefined;
-  return {
-    pid,
-    pgid,
-    startedAt,
-    startTicks,
-    exited,
-    alive: () => !done,
-    stop(graceMs) {
-      // pid 0 never started: there is no group, and kill(-0) would hit the agent's own group.
-      stopping ??= (pid === 0 ? Promise.resolve() : stopProcessGroup(pgid, graceMs)).then(() => exited);
-      return stopping;
-    },
-  };
+const unsupervisedExit = (): ExitInfo => ({ code: null, signal: null, reason: 'exited while not supervised (exit status unknown)' });
+
+/**
+ * A daemon holds one per supervised process, thousands of them: the methods are shared, and
+ * a single reaction to the exit both marks the handle done and describes the exit.
+ */
+class ProcessHandle<Exit> implements RunningProcess {
+  readonly exited: Promise<ExitInfo>;
+  private done = false;
+  private stopping: Promise<ExitInfo> | undefined;
+
+  constructor(
+    readonly pid: number,
+    readonly pgid: number,
+    readonly startedAt: number,
+    readonly startTicks: number | undefined,
+    exit: Promise<Exit>,
+    describe: (exit: Exit) => ExitInfo,
+  ) {
+    this.exited = exit.then((e) => {
+      this.done = true;
+      return describe(e);
+    });
+  }
+
+  alive(): boolean {
+    return !this.done;
+  }
+
+  stop(graceMs: number): Promise<ExitInfo> {
+    // pid 0 never started: there is no group, and kill(-0) would hit the agent's own group.
+    this.stopping ??= (this.pid === 0 ? Promise.resolve() : stopProcessGroup(this.pgid, graceMs)).then(() => this.exited);
+    return this.stopping;
+  }
 }
 
 /** True while any member of the group is still running (zombies do not count). */
@@ -451,9 +471,9 @@ function describeExit(code: number | null, signal: string | null): string {
   return signal !== null ? `killed by signal ${signal}` : `exited with code ${code}`;
 }
 
-function spawnFailure(e: { message: string; code?: string; syscall?: string }, spec: ProcessSpec): ExitInfo {
+function spawnFailure(e: { message: string; code?: string; syscall?: string }, spec: ProcessSpec | undefined): ExitInfo {
   let reason = `spawn failed: ${e.message}`;
-  if (e.syscall?.startsWith('spawn') && e.code !== undefined) {
+  if (spec && e.syscall?.startsWith('spawn') && e.code !== undefined) {
     // A missing cwd is reported as ENOENT of the program, which sends people looking elsewhere.
     const missingDir = e.code === 'ENOENT' && spec.dir !== undefined && !existsSync(spec.dir);
     reason = missingDir ? `spawn ENOENT: working directory ${spec.dir} does not exist` : `spawn ${e.code}: ${spec.path}`;

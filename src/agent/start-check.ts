@@ -110,15 +110,14 @@ export async function waitUntilStarted(
   proc: RunningProcess,
   opts: { startWindowMs: number; startTimeoutMs: number; healthCheck?: HealthCheck; env: Record<string, string> },
 ): Promise<boolean> {
-  let exited = false;
-  void proc.exited.then(() => (exited = true));
   const deadline = Date.now() + Math.max(opts.startTimeoutMs, opts.startWindowMs);
   await startWindow(proc, opts.startWindowMs);
   const check = opts.healthCheck;
-  if (!check?.tcpPort && !check?.command?.length) return !exited;
-  while (!exited && Date.now() < deadline) {
+  // alive() turns false as the exit is known: no reaction of its own is kept per process.
+  if (!check?.tcpPort && !check?.command?.length) return proc.alive();
+  while (proc.alive() && Date.now() < deadline) {
     const healthy = check.tcpPort ? await tcpOpen(check.tcpPort) : await commandSucceeds(check.command!, opts.env);
-    if (healthy) return !exited;
+    if (healthy) return proc.alive();
     await new Promise((r) => setTimeout(r, CHECK_INTERVAL_MS));
   }
   return false;
