@@ -2,7 +2,8 @@
 // in-process API, with no MQTT client of its own. What Drover's client used to give by being a
 // client is checked here: a request is taken from the broker at once (a QoS 2 publisher's
 // handshake does not wait for the handler), requests are handled side by side, and an answer
-// the broker refuses leaves Drover serving. And the embedded default does not load `mqtt`.
+// the broker refuses leaves Drover serving. And the embedded default loads neither `mqtt` nor,
+// until a client connects, aedes.
 
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,29 +102,42 @@ describe('locks in the embedded broker, through its in-process API', () => {
   });
 });
 
-describe('loaded on first use: the MQTT client', () => {
-  it('is not loaded in the embedded default (and the broker encodes without a number cache), and is for an external broker', async () => {
+describe('loaded on first use: the MQTT client and aedes', () => {
+  it('loads neither in the embedded default until a client connects (then aedes, without its number cache), and the client for an external broker', async () => {
     // a process of its own: the test process has loaded mqtt for its clients
     const drover = new URL('../src/drover.js', import.meta.url).href;
     const script = `
       import { createRequire } from 'node:module';
+      import net from 'node:net';
       const { startDrover } = await import(${JSON.stringify(drover)});
       const require = createRequire(import.meta.url);
       const cache = require.cache;
-      // aedes' encoder: its cache of 65,536 number Buffers (6.5 MiB) must stay off
-      const mqttPacket = createRequire(require.resolve('aedes'))('mqtt-packet');
-      const loaded = () => [...new Set(Object.keys(cache).flatMap((f) => /[\\\\/]node_modules[\\\\/](mqtt|ws|socks)[\\\\/]/.exec(f)?.[1] ?? []))].sort();
+      // aedes is ESM; mqtt-packet, its encoder, is CommonJS and loads with it
+      const loaded = () => [...new Set(Object.keys(cache).flatMap((f) => /[\\\\/]node_modules[\\\\/](mqtt|mqtt-packet|ws|socks)[\\\\/]/.exec(f)?.[1] ?? []))].sort();
+      // an MQTT 3.1.1 CONNECT (client id "x", clean session), answered by a CONNACK
+      const connect = (url) => new Promise((resolve, reject) => {
+        const { hostname, port } = new URL(url);
+        const socket = net.connect(Number(port), hostname, () => socket.write(Buffer.from('100d00044d5154540402003c000178', 'hex')));
+        socket.once('data', (d) => { socket.destroy(); resolve(d.toString('hex')); });
+        socket.once('error', reject);
+      });
       const report = {};
       for (const mqtt of ['embedded', ${JSON.stringify(MOSQUITTO_URL)}]) {
         const d = await startDrover({ dataDir: ${JSON.stringify(lockTempDir('first-use'))}, http: '127.0.0.1:0', mqtt, mqttListen: '127.0.0.1:0', mqttTopicPrefix: ${JSON.stringify(unique('drover-test/first-use'))}, logLevel: 'silent' });
-        report[mqtt] = { serving: !!d.mqtt, loaded: loaded(), cacheNumbers: mqttPacket.writeToStream.cacheNumbers };
+        report[mqtt] = { serving: !!d.mqtt, loaded: loaded() };
+        if (mqtt === 'embedded') {
+          report[mqtt].connack = await connect(d.mqtt.brokerUrl);
+          report[mqtt].loadedAfterConnect = loaded();
+          // aedes' encoder: its cache of 65,536 number Buffers (6.5 MiB) must stay off
+          report[mqtt].cacheNumbers = require(createRequire(require.resolve('aedes')).resolve('mqtt-packet')).writeToStream.cacheNumbers;
+        }
         await d.close();
       }
       console.log(JSON.stringify(report));
     `;
     const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 });
-    const report = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, { serving: boolean; loaded: string[]; cacheNumbers: boolean }>;
-    assert.deepEqual(report.embedded, { serving: true, loaded: [], cacheNumbers: false });
+    const report = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, { serving: boolean; loaded: string[]; connack?: string; loadedAfterConnect?: string[]; cacheNumbers?: boolean }>;
+    assert.deepEqual(report.embedded, { serving: true, loaded: [], connack: '20020000', loadedAfterConnect: ['mqtt-packet'], cacheNumbers: false });
     assert.equal(report[MOSQUITTO_URL]?.serving, true);
     assert.ok(report[MOSQUITTO_URL].loaded.includes('mqtt'), JSON.stringify(report));
   });
