@@ -6,10 +6,10 @@
 // fails alone; the others are answered only after the shared COMMIT, so an acknowledged
 // transaction is durable, and a failed COMMIT fails them all with nothing written.
 //
-// Every transaction begins IMMEDIATE (see sqlite/open.ts), so the only moment another
-// connection can refuse it the database is BEGIN: the checkpoint thread's RESTART holds the
-// write lock for a few milliseconds. A group whose BEGIN finds the database locked tries again
-// a moment later, without blocking the event loop; its members never ran, so nothing repeats.
+// Every transaction begins IMMEDIATE (see sqlite/open.ts), so BEGIN is the only statement
+// another connection's write lock can refuse (the checkpoint thread's RESTART holds it for a few
+// milliseconds). A group whose BEGIN finds the database locked tries again a moment later,
+// without blocking the event loop; its members never ran, so nothing repeats.
 
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
