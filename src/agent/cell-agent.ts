@@ -116,19 +116,21 @@ export class CellAgent {
     this.log.info({ cellId: this.opts.cellId, adopted: this.running.size }, 'cell agent started');
   }
 
-  /** Stops watching; processes keep running (they are adopted by the next run). */
+  /** Stops watching; processes keep running (they are adopted by the next run). Resolves once their records are written. */
   async close(): Promise<void> {
     this.closed = true;
     this.stopWatching();
     clearTimeout(this.syncTimer);
     for (const t of this.timers) clearInterval(t);
     this.spawner?.close();
+    await this.records.flushed();
   }
 
   /** Stops every process this agent runs (used when the agent itself is shut down for good). */
   async stopAll(): Promise<void> {
     await this.close();
     await Promise.all([...this.running.values()].map((s) => this.stopProcess(s)));
+    await this.records.flushed();
   }
 
   localInstances(): { instanceGuid: string; pid: number; processGuid: string; index: number }[] {

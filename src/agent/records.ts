@@ -60,6 +60,12 @@ export class InstanceRecords {
     if (this.records.delete(instanceGuid)) this.writeSoon().catch(() => {}); // the next write retries
   }
 
+  /** Resolves once every change made so far is written (or its write has failed): a closing agent waits for it. */
+  async flushed(): Promise<void> {
+    await this.nextWrite?.catch(() => {});
+    await this.writing.catch(() => {});
+  }
+
   /** One write for everything changed meanwhile: after the one in progress, on the next turn or once the interval has passed. */
   private writeSoon(): Promise<void> {
     this.nextWrite ??= (async () => {
