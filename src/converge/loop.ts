@@ -79,20 +79,21 @@ function paddedSlices(guids: string[]): string[][] {
   return slices;
 }
 
-/** The snapshot's reads of the LRPs: all of them, or the targeted ones slice by slice. */
-async function readLrps<T>(targeted: string[] | undefined, read: (processGuids?: string[]) => Promise<T[]>): Promise<T[]> {
-  if (!targeted) return read();
+/** The snapshot's reads of the LRPs: all of them (no slices), or the targeted ones slice by slice. */
+async function readLrps<T>(slices: string[][] | undefined, read: (processGuids?: string[]) => Promise<T[]>): Promise<T[]> {
+  if (!slices) return read();
   const rows: T[] = [];
-  for (const processGuids of paddedSlices(targeted)) rows.push(...(await read(processGuids)));
+  for (const processGuids of slices) rows.push(...(await read(processGuids)));
   return rows;
 }
 
 /** `targeted`: a snapshot of those LRPs only (see the top of this file). */
 export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, targeted?: string[]): Promise<Snapshot> {
+  const slices = targeted && paddedSlices(targeted);
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
-  const actual = await readLrps(targeted, (processGuids) => ctx.store.listActualLrps({ processGuids }));
-  const [desired, cells] = await Promise.all([readLrps(targeted, (processGuids) => ctx.store.listDesiredLrpPlanInfos({ processGuids })), ctx.store.listCells()]);
+  const actual = await readLrps(slices, (processGuids) => ctx.store.listActualLrps({ processGuids }));
+  const [desired, cells] = await Promise.all([readLrps(slices, (processGuids) => ctx.store.listDesiredLrpPlanInfos({ processGuids })), ctx.store.listCells()]);
   const now = ctx.now();
   // Only placement needs the others' load, and nothing is placed without a live cell.
   const otherLoad = targeted && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
