@@ -60,8 +60,9 @@ describe('convergence loop, driven by commits alone', () => {
 });
 
 describe('convergence loop, a burst of commits', () => {
-  // The loop's debug log tells each pass with actions, and how many LRPs it targeted.
-  const passes: { targeted?: number; actions: number }[] = [];
+  // The loop's debug log tells each pass with actions, and how many LRPs it read and how many
+  // it planned from the announcement of their creation.
+  const passes: { read?: number; created?: number; actions: number }[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void passes.push(JSON.parse(line) as (typeof passes)[number]) });
   const { ctx: fixture, loop } = loopFixture(HOUR, 1000, log);
   const burst = (ctx: CoreContext, prefix: string, n: number) => Promise.all(Array.from({ length: n }, (_, i) => desireLrp(ctx, P, lrp(`${prefix}-${i}`))));
@@ -74,6 +75,8 @@ describe('convergence loop, a burst of commits', () => {
     }
   };
 
+  const targets = () => passes.map((p) => ({ read: p.read, created: p.created }));
+
   it('plans more LRPs than one read takes in a targeted pass, not a pass over the whole store', async () => {
     const ctx = fixture();
     await burst(ctx, 'a', 1000);
@@ -84,12 +87,25 @@ describe('convergence loop, a burst of commits', () => {
     while (loop().lastPass === before) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(loop().lastPass?.lrps, 1000);
     passes.length = 0;
-    await burst(ctx, 'b', 1200); // one debounce: one pass for all of them, over two slices of guids
+    await burst(ctx, 'b', 1200); // one debounce: one pass for all of them, planned as announced
     assert.equal(await allUnplaceable(ctx, 'b', 1200), 1200);
-    assert.deepEqual(
-      passes.map((p) => p.targeted),
-      [1200],
-    );
+    assert.deepEqual(targets(), [{ read: 0, created: 1200 }]);
+    passes.length = 0;
+    // scaled up: read back, in two slices of guids
+    await Promise.all(Array.from({ length: 1200 }, (_, i) => updateDesiredLrp(ctx, P, `b-${i}`, { instances: 2 })));
+    assert.equal(await allUnplaceable(ctx, 'b', 2400), 2400);
+    assert.deepEqual(targets(), [{ read: 1200, created: 0 }]);
+  });
+
+  it('reads an LRP changed after its creation before the pass, and plans what it holds then', async () => {
+    const ctx = fixture();
+    // the announcement of the last test's writes (in chunks: the loop reads those LRPs again) has its pass
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    passes.length = 0;
+    await desireLrp(ctx, P, lrp('c-1'));
+    await updateDesiredLrp(ctx, P, 'c-1', { instances: 3 }); // within the debounce
+    assert.deepEqual(await unplaceableOf(ctx, 'c-1', 3), [0, 1, 2]);
+    assert.deepEqual(targets(), [{ read: 1, created: 0 }]);
   });
 });
 

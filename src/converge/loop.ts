@@ -7,7 +7,7 @@
 // the interval runs one only once the clock has reached such a change (nextClockChange), or
 // when the store holds commits this process did not announce (another replica's).
 
-import type { CoreContext, Touched } from '../core/context.js';
+import type { CoreContext, CreatedLrp, Touched } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
 import { cellAlive } from '../model/cell.js';
 import type { ActualLrp } from '../model/lrp.js';
@@ -87,16 +87,42 @@ async function readLrps<T>(slices: string[][] | undefined, read: (processGuids?:
   return rows;
 }
 
-/** `targeted`: a snapshot of those LRPs only (see the top of this file). */
-export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, targeted?: string[]): Promise<Snapshot> {
-  const slices = targeted && paddedSlices(targeted);
+/** The LRPs of a targeted pass: those it reads, and those it plans as their creation was announced. */
+export interface PassTarget {
+  read: string[];
+  created: CreatedLrp[];
+}
+
+/**
+ * An LRP as an announcement of its creation gave it, if that is its whole state: every event
+ * announced on it since the last pass was one of its creation events, and its instances were
+ * all created with it (none was left at those indices). The pass then plans it without
+ * reading it back, as Diego's auctioneer places the instances BBS sends it. (An instance of
+ * an earlier LRP of that guid at a higher index is already asked to stop: its cell moves it.)
+ * Its every write is a compare-and-set on what the announcement holds, so a change committed
+ * meanwhile makes it skip; that change's own announcement brings the LRP back.
+ */
+function wholeCreation(c: CreatedLrp | undefined, events: number): CreatedLrp | undefined {
+  if (!c || events !== 1 + c.actual.length) return undefined;
+  const d = c.desired;
+  if (d.placement.strategy === 'every-cell' || c.actual.length !== (d.enabled ? d.instances : 0)) return undefined;
+  return c;
+}
+
+/** `target`: a snapshot of those LRPs only (see the top of this file). */
+export async function snapshot(ctx: CoreContext, claimTimeoutMs?: number, target?: PassTarget): Promise<Snapshot> {
+  const slices = target && paddedSlices(target.read);
   // Actual LRPs first: the reads are not one snapshot, and a desire committed between them
   // must look like missing instances (creates the applier skips), never like orphans to retire.
   const actual = await readLrps(slices, (processGuids) => ctx.store.listActualLrps({ processGuids }));
   const [desired, cells] = await Promise.all([readLrps(slices, (processGuids) => ctx.store.listDesiredLrpPlanInfos({ processGuids })), ctx.store.listCells()]);
+  for (const c of target?.created ?? []) {
+    desired.push(c.desired);
+    actual.push(...c.actual);
+  }
   const now = ctx.now();
   // Only placement needs the others' load, and nothing is placed without a live cell.
-  const otherLoad = targeted && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
+  const otherLoad = target && cells.some((c) => cellAlive(c, now)) ? loadOutside(await ctx.store.countActualLrpsByPlacement(), actual) : undefined;
   return { now, desired, actual, cells, claimTimeoutMs, otherLoad };
 }
 
@@ -121,9 +147,9 @@ function plannedInstances(actual: Snapshot['actual'], actions: PlanAction[]): Ma
   return seen;
 }
 
-export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, processGuids?: string[]): Promise<PassReport> {
+export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, target?: PassTarget): Promise<PassReport> {
   const t0 = performance.now();
-  const snap = await snapshot(ctx, claimTimeoutMs, processGuids);
+  const snap = await snapshot(ctx, claimTimeoutMs, target);
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
@@ -140,8 +166,10 @@ export class ConvergenceLoop {
   private stopped = false;
   /** the next pass plans everything */
   private full = true;
-  /** else it plans these LRPs */
-  private dirty = new Set<string>();
+  /** else it plans these LRPs: the number of events announced on each since the last pass began */
+  private dirty = new Map<string, number>();
+  /** the announced creations of some of them (see wholeCreation) */
+  private created = new Map<string, CreatedLrp>();
   /**
    * LRPs the last pass left settled (ApplyResult.settled), with the number of events it wrote
    * for each: an announcement naming such an LRP with exactly that many events is the pass's
@@ -160,7 +188,11 @@ export class ConvergenceLoop {
       this.settled.clear();
     } else {
       for (const [guid, events] of touched.processGuids) {
-        if (this.settled.get(guid) !== events) this.dirty.add(guid);
+        if (this.settled.get(guid) !== events) {
+          this.dirty.set(guid, (this.dirty.get(guid) ?? 0) + events);
+          const c = touched.created.get(guid);
+          if (c) this.created.set(guid, c);
+        }
         this.settled.delete(guid);
       }
     }
@@ -218,11 +250,23 @@ export class ConvergenceLoop {
     }, this.opts.debounceMs);
   }
 
+  /** The dirty LRPs, split into those to read and those whose announced creation is their whole state. */
+  private passTarget(): PassTarget {
+    const target: PassTarget = { read: [], created: [] };
+    for (const [guid, events] of this.dirty) {
+      const c = wholeCreation(this.created.get(guid), events);
+      if (c) target.created.push(c);
+      else target.read.push(guid);
+    }
+    return target;
+  }
+
   private run(): void {
     if (this.stopped) return;
     if (!this.opts.isLeader()) {
       // a new leader starts with a full pass
       this.dirty.clear();
+      this.created.clear();
       this.clockChangeAt = -Infinity;
       return;
     }
@@ -231,20 +275,21 @@ export class ConvergenceLoop {
       return;
     }
     if (!this.full && this.dirty.size === 0) return;
-    const guids = this.full || this.dirty.size > this.lastFull.lrps / 2 + TARGETED_SLICE ? undefined : [...this.dirty];
+    const target = this.full || this.dirty.size > this.lastFull.lrps / 2 + TARGETED_SLICE ? undefined : this.passTarget();
     this.full = false;
-    this.dirty = new Set();
+    this.dirty = new Map();
+    this.created = new Map();
     this.running = true;
-    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), guids)
+    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), target)
       .then((report) => {
         this.lastPass = report;
         // registered before the commit's announcement, which waits for the next turn of the event loop
         for (const [guid, events] of report.settled) this.settled.set(guid, events);
-        if (!guids) {
+        if (!target) {
           this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs, lrps: report.lrps };
           this.clockChangeAt = report.clockChangeAt;
         } else this.clockChangeAt = Math.min(this.clockChangeAt, report.clockChangeAt);
-        if (report.actions) this.ctx.log.debug({ ...report, targeted: guids?.length }, 'convergence pass');
+        if (report.actions) this.ctx.log.debug({ ...report, read: target?.read.length, created: target?.created.length }, 'convergence pass');
       })
       .catch((e) => {
         // the next pass, at the latest the next interval's, redoes the work (and more)

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { EventType } from '../model/event.js';
+import type { ActualLrp, DesiredLrp } from '../model/lrp.js';
 import type { Store, StoreTx } from '../store/store.js';
 import type { LeaseFence } from '../store/lease.js';
 import type { CoreLimits } from './limits.js';
@@ -11,10 +12,20 @@ import type { CoreLimits } from './limits.js';
 export interface Touched {
   /** each LRP it touched, with how many of its events named that LRP */
   processGuids: Map<string, number>;
+  /**
+   * The LRPs it created, as its creation events wrote them: the desired LRP and the instances
+   * created with it. Only complete when these were all of the LRP's events (see ConvergenceLoop).
+   */
+  created: Map<string, CreatedLrp>;
   /** cells or services changed: any LRP may be affected */
   other: boolean;
   /** a desired LRP of a service was created, changed or removed */
   serviceLrp: boolean;
+}
+
+export interface CreatedLrp {
+  desired: DesiredLrp;
+  actual: ActualLrp[];
 }
 
 /**
@@ -37,7 +48,7 @@ export class EventBus extends EventEmitter {
     this.lastCommitted = Math.max(this.lastCommitted, lastId);
     const p = this.pending;
     if (!p) {
-      this.pending = { lastId, touched: touched && { ...touched, processGuids: new Map(touched.processGuids) } };
+      this.pending = { lastId, touched: touched && { ...touched, processGuids: new Map(touched.processGuids), created: new Map(touched.created) } };
       setImmediate(() => this.announce());
       return;
     }
@@ -45,6 +56,7 @@ export class EventBus extends EventEmitter {
     if (!touched || !p.touched) p.touched = undefined;
     else {
       for (const [g, n] of touched.processGuids) p.touched.processGuids.set(g, (p.touched.processGuids.get(g) ?? 0) + n);
+      for (const [g, c] of touched.created) if (!p.touched.created.has(g)) p.touched.created.set(g, c);
       p.touched.other ||= touched.other;
       p.touched.serviceLrp ||= touched.serviceLrp;
     }
@@ -106,14 +118,18 @@ export type Emit = (type: EventType, payload: Record<string, unknown>) => Promis
 export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
-  const touched: Touched = { processGuids: new Map(), other: false, serviceLrp: false };
+  const touched: Touched = { processGuids: new Map(), created: new Map(), other: false, serviceLrp: false };
   const result = await ctx.store.transaction(
     (tx) =>
       fn(tx, async (type, payload) => {
         lastId = await tx.appendEvent(type, payload, at);
         const guid = processGuidOf(type, payload);
         if (guid === undefined) touched.other = true;
-        else touched.processGuids.set(guid, (touched.processGuids.get(guid) ?? 0) + 1);
+        else {
+          touched.processGuids.set(guid, (touched.processGuids.get(guid) ?? 0) + 1);
+          if (type === 'desired_lrp_created') touched.created.set(guid, { desired: payload.desiredLrp as DesiredLrp, actual: [] });
+          else if (type === 'actual_lrp_created') touched.created.get(guid)?.actual.push(payload.actualLrp as ActualLrp);
+        }
         if (desiredOf(type, payload)?.serviceId) touched.serviceLrp = true;
       }),
     opts,
