@@ -8,6 +8,8 @@ import type { ActualLrpRow, Store } from '../src/store/store.js';
 import { unpackActualLrps } from '../src/store/packed-actual-lrps.js';
 import { storeFixtures } from './helpers.js';
 import { openStore } from '../src/store/open.js';
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../src/store/schema.js';
 import { DroverError } from '../src/model/errors.js';
 import type { DesiredLrp } from '../src/model/lrp.js';
 
@@ -254,6 +256,30 @@ describe('SQLite store internals', () => {
     store = await openStore(fixture!.spec, dirname(path));
     assert.equal((await store.listEvents(0, 10_000)).length, 5000);
     await store.close();
+  });
+
+  it('keeps the events of a store made before migration 7, and numbers new ones after them', async () => {
+    const dir = dirname(fixture!.spec.slice('sqlite:'.length));
+    const path = `${dir}/before-7.db`;
+    const old = new Database(path);
+    old.exec('CREATE TABLE drover_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+    for (const m of MIGRATIONS.filter((m) => m.version < 7)) {
+      for (const statement of m.statements('sqlite')) old.exec(statement);
+      old.prepare('INSERT INTO drover_migrations VALUES (?, 0)').run(m.version);
+    }
+    const append = old.prepare(`INSERT INTO events (type, at, payload) VALUES ('desired_lrp_created', ?, ?)`);
+    for (let n = 1; n <= 3; n++) append.run(n, JSON.stringify({ n }));
+    old.close();
+    const store = await openStore(`sqlite:${path}`, dir);
+    assert.deepEqual((await store.listEvents(0, 10)).map((e) => [e.id, e.payload]), [[1, { n: 1 }], [2, { n: 2 }], [3, { n: 3 }]]);
+    assert.equal(await store.transaction((tx) => tx.appendEvent('desired_lrp_removed', { n: 4 }, 4)), 4);
+    await store.close();
+    const after7 = new Database(path, { readonly: true });
+    const table = after7.prepare(`SELECT sql FROM sqlite_master WHERE name = 'events'`).get() as { sql: string };
+    assert.doesNotMatch(table.sql, /AUTOINCREMENT/);
+    const sequenced = after7.prepare(`SELECT count(*) AS n FROM sqlite_sequence WHERE name = 'events'`).get() as { n: number };
+    assert.equal(sequenced.n, 0, 'no sqlite_sequence row is written for events');
+    after7.close();
   });
 
   it('answers queries whose text varies past the statement cache', async () => {

@@ -169,4 +169,20 @@ export const MIGRATIONS: { version: number; statements: (d: Dialect) => string[]
       `CREATE INDEX desired_lrps_service ON desired_lrps (service_id) WHERE service_id <> ''`,
     ],
   },
+  {
+    // SQLite: event ids without AUTOINCREMENT, which rewrites a row of sqlite_sequence on every
+    // insert (one more page in every commit's WAL frames). A plain INTEGER PRIMARY KEY takes
+    // the largest id plus one: still increasing, as no event is ever deleted (an id could
+    // only come back if the newest events were). PostgreSQL's sequence is left as it is.
+    version: 7,
+    statements: (d) =>
+      d === 'sqlite'
+        ? [
+            `CREATE TABLE events_new (id INTEGER PRIMARY KEY, type TEXT NOT NULL, at INTEGER NOT NULL, payload TEXT NOT NULL)`,
+            `INSERT INTO events_new (id, type, at, payload) SELECT id, type, at, payload FROM events`,
+            `DROP TABLE events`,
+            `ALTER TABLE events_new RENAME TO events`,
+          ]
+        : [],
+  },
 ];
