@@ -134,16 +134,22 @@ for (const fixture of storeFixtures()) {
       const claimed = claim(a, { instanceGuid: 'i-1', cellId: 'cell-1' }, 1_700_000_000_999);
       // a field that `after` drops cannot be a change: that payload is stored whole
       const dropped = { before: { x: 1, y: 'y' }, after: { x: 2 } };
-      const [first] = await store.transaction(async (tx) => [
+      // `a` as its creation wrote it, in an earlier transaction: its changes reuse that JSON
+      const first = await store.transaction(async (tx) => {
+        await tx.insertActualLrp(a);
+        return tx.appendEvent('actual_lrp_created', { actualLrp: a }, 0);
+      });
+      await store.transaction(async (tx) => [
         await tx.appendEvent('actual_lrp_changed', { before: a, after: claimed }, 1),
         await tx.appendEvent('actual_lrp_changed', dropped, 2),
         await tx.appendEvent('actual_lrp_changed', { before: a, after: a }, 3),
       ]);
-      const events = await store.listEvents(first! - 1, 3);
+      const events = await store.listEvents(first - 1, 4);
       assert.deepEqual(
         events.map((e) => e.payload),
-        [{ before: a, after: claimed }, dropped, { before: a, after: a }].map((p) => JSON.parse(JSON.stringify(p))),
+        [{ actualLrp: a }, { before: a, after: claimed }, dropped, { before: a, after: a }].map((p) => JSON.parse(JSON.stringify(p))),
       );
+      await store.transaction((tx) => tx.deleteActualLrp('change-event', 0));
     });
 
     it('compare-and-sets actual LRPs on the modification tag and filters by cell', async () => {

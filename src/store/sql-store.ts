@@ -111,8 +111,9 @@ function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
 }
 
 /**
- * JSON.stringify(payload), reusing the JSON of records the transaction just wrote: a desired
- * LRP event carries the very record whose row holds that JSON (records are not changed in place).
+ * JSON.stringify(payload), reusing the JSON of records the store wrote (see SqlStore.written):
+ * a desired LRP event carries the very record whose row holds that JSON, an instance's creation
+ * event the instance just inserted.
  */
 function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, string>): string {
   if (!Object.values(payload).some((v) => typeof v === 'object' && v !== null && written.has(v))) return JSON.stringify(payload);
@@ -131,8 +132,12 @@ function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, 
  */
 const AFTER_CHANGES = 'afterChanges';
 
-/** The JSON of an actual_lrp_changed payload `{before, after}` with `after` as its changes; undefined for any other shape. */
-function changeJson(payload: Record<string, unknown>): string | undefined {
+/**
+ * The JSON of an actual_lrp_changed payload `{before, after}` with `after` as its changes;
+ * undefined for any other shape. An instance's first change carries as `before` the record its
+ * creation wrote, whose JSON is known (`written`).
+ */
+function changeJson(payload: Record<string, unknown>, written: WeakMap<object, string>): string | undefined {
   const { before, after } = payload;
   if (!isPlainRecord(before) || !isPlainRecord(after)) return undefined;
   // (for…in over plain records: no entry arrays, a third of the cost on the convergence path)
@@ -141,7 +146,7 @@ function changeJson(payload: Record<string, unknown>): string | undefined {
   for (const k in after) if (after[k] !== before[k]) changes[k] = after[k];
   // a field `after` drops cannot be said as a change (JSON has no undefined): stored whole
   for (const k in before) if (before[k] !== undefined && after[k] === undefined) return undefined;
-  return JSON.stringify({ before, [AFTER_CHANGES]: changes });
+  return `{"before":${written.get(before) ?? JSON.stringify(before)},"${AFTER_CHANGES}":${JSON.stringify(changes)}}`;
 }
 
 function isPlainRecord(v: unknown): v is Record<string, unknown> {
@@ -188,12 +193,16 @@ class SqlQueries implements StoreTx {
     protected readonly db: Db,
     protected readonly hot: HotStatements,
     protected readonly sqlite: SqliteDirect | undefined,
+    /**
+     * The JSON of the records (desired LRPs, instances) this store wrote, for the events that
+     * carry them, in this transaction or a later one (see payloadJson and changeJson). Records
+     * are never changed in place: a new state is a new object.
+     */
+    protected readonly written: WeakMap<object, string>,
   ) {
     this.readArrays = sqlite?.readArrays;
   }
 
-  /** the JSON of the desired LRPs this transaction wrote, for their events (see payloadJson) */
-  private readonly written = new WeakMap<object, string>();
 
   /**
    * SQLite runs the statement straight on the connection: in this transaction, or outside any
@@ -371,6 +380,7 @@ class SqlQueries implements StoreTx {
     try {
       const row = actualToRow(a);
       await this.run(this.hot.insertActualLrp, ACTUAL_COLUMNS.map((c) => row[c]));
+      this.written.set(a, JSON.stringify(a));
     } catch (e) {
       if (isUniqueViolation(e)) throw new DroverError('exists', `actual LRP ${a.actualLrpKey.processGuid}/${a.actualLrpKey.index} already exists`);
       throw e;
@@ -419,7 +429,7 @@ class SqlQueries implements StoreTx {
   }
 
   async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const text = (type === 'actual_lrp_changed' && changeJson(payload)) || payloadJson(payload, this.written);
+    const text = (type === 'actual_lrp_changed' && changeJson(payload, this.written)) || payloadJson(payload, this.written);
     const { rows, insertId } = await this.run<{ id: number }>(this.hot.appendEvent, [type, at, text]);
     return Number(insertId ?? rows[0]!.id);
   }
@@ -511,7 +521,7 @@ export class SqlStore extends SqlQueries implements Store {
     /** SQLite only: direct access to the connection for the paths that need it */
     sqlite?: SqliteDirect,
   ) {
-    super(kysely, compileHotStatements(kysely, kind), sqlite);
+    super(kysely, compileHotStatements(kysely, kind), sqlite, new WeakMap());
     if (sqlite) this.groupCommit = new GroupCommit(kysely, (query) => sqlite.query(query.sql, query.parameters));
   }
 
@@ -538,7 +548,7 @@ export class SqlStore extends SqlQueries implements Store {
       // commit of id < N. (SQLite has a single writer already.)
       if (this.kind === 'postgres') await sql`SELECT pg_advisory_xact_lock(${WRITE_LOCK_KEY})`.execute(trx);
       if (opts.fence) await checkLease(trx, this.kind, opts.fence);
-      return fn(new SqlQueries(trx, this.hot, this.sqlite));
+      return fn(new SqlQueries(trx, this.hot, this.sqlite, this.written));
     };
     return this.groupCommit ? this.groupCommit.run(work) : this.kysely.transaction().execute(work);
   }
