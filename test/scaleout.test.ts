@@ -264,7 +264,7 @@ describe('leader lease and fencing in the store', () => {
       await assert.rejects(
         a.transaction(async (tx) => {
           ran = true;
-          await tx.appendEvent('actual_lrp_created', { stale: true }, Date.now());
+          await tx.appendEvents([{ type: 'actual_lrp_created', payload: { stale: true }, at: Date.now() }]);
         }, { fence: fenceA }),
         (e) => e instanceof DroverError && e.kind === 'conflict',
       );

@@ -84,7 +84,7 @@ for (const fixture of storeFixtures()) {
           store.transaction(async (tx) => {
             await tx.insertDesiredLrp(desired(guid === 'dup' ? 'ok-1' : guid));
             await tx.insertActualLrp(newActualLrp({ processGuid: guid, index: 0, domain: 'd1' }, 1));
-            await tx.appendEvent('desired_lrp_created', { guid }, 1);
+            await tx.appendEvents([{ type: 'desired_lrp_created', payload: { guid }, at: 1 }]);
             if (guid === 'fails') throw new Error('boom');
             return guid;
           }),
@@ -115,9 +115,9 @@ for (const fixture of storeFixtures()) {
       const changed = { ...d, instances: 5 };
       const ids = await store.transaction(async (tx) => {
         await tx.insertDesiredLrp(d);
-        const created = await tx.appendEvent('desired_lrp_created', { desiredLrp: d, extra: { n: 1 }, none: undefined }, 7);
+        const created = await tx.appendEvents([{ type: 'desired_lrp_created', payload: { desiredLrp: d, extra: { n: 1 }, none: undefined }, at: 7 }]);
         await tx.updateDesiredLrp(changed);
-        const change = await tx.appendEvent('desired_lrp_changed', { before: d, after: changed }, 8);
+        const change = await tx.appendEvents([{ type: 'desired_lrp_changed', payload: { before: d, after: changed }, at: 8 }]);
         return [created, change];
       });
       const events = await store.listEvents(ids[0]! - 1, 2);
@@ -137,13 +137,15 @@ for (const fixture of storeFixtures()) {
       // `a` as its creation wrote it, in an earlier transaction: its changes reuse that JSON
       const first = await store.transaction(async (tx) => {
         await tx.insertActualLrp(a);
-        return tx.appendEvent('actual_lrp_created', { actualLrp: a }, 0);
+        return tx.appendEvents([{ type: 'actual_lrp_created', payload: { actualLrp: a }, at: 0 }]);
       });
-      await store.transaction(async (tx) => [
-        await tx.appendEvent('actual_lrp_changed', { before: a, after: claimed }, 1),
-        await tx.appendEvent('actual_lrp_changed', dropped, 2),
-        await tx.appendEvent('actual_lrp_changed', { before: a, after: a }, 3),
-      ]);
+      await store.transaction((tx) =>
+        tx.appendEvents([
+          { type: 'actual_lrp_changed', payload: { before: a, after: claimed }, at: 1 },
+          { type: 'actual_lrp_changed', payload: dropped, at: 2 },
+          { type: 'actual_lrp_changed', payload: { before: a, after: a }, at: 3 },
+        ]),
+      );
       const events = await store.listEvents(first - 1, 4);
       assert.deepEqual(
         events.map((e) => e.payload),
@@ -216,12 +218,22 @@ for (const fixture of storeFixtures()) {
     });
 
     it('persists events in order and resumes after an id', async () => {
-      const first = await store.transaction((tx) => tx.appendEvent('desired_lrp_created', { n: 1 }, 10));
-      const second = await store.transaction((tx) => tx.appendEvent('desired_lrp_removed', { n: 2 }, 11));
+      const first = await store.transaction((tx) => tx.appendEvents([{ type: 'desired_lrp_created', payload: { n: 1 }, at: 10 }]));
+      const second = await store.transaction((tx) => tx.appendEvents([{ type: 'desired_lrp_removed', payload: { n: 2 }, at: 11 }]));
       assert.ok(second > first);
       const events = await store.listEvents(first - 1, 10);
       assert.deepEqual(events.map((e) => e.payload), [{ n: 1 }, { n: 2 }]);
       assert.equal(await store.lastEventId(), second);
+      // 300 in one call: inserts of 256, 32, 8 and 4 rows, in order; the last one's id comes back
+      const many = Array.from({ length: 300 }, (_, n) => ({ type: 'actual_lrp_created' as const, payload: { n }, at: n }));
+      const last = await store.transaction((tx) => tx.appendEvents(many));
+      const stored = await store.listEvents(second, 1000);
+      assert.deepEqual(
+        stored.map((e) => [e.payload, e.at]),
+        many.map((e) => [e.payload, e.at]),
+      );
+      assert.equal(stored.at(-1)?.id, last);
+      assert.equal(await store.lastEventId(), last);
     });
 
     it('upserts cells and services', async () => {
@@ -251,7 +263,7 @@ describe('SQLite store internals', () => {
     let largestWal = 0;
     // ~3 pages per commit: without checkpoints the WAL would pass 50 MB
     for (let i = 0; i < 5000; i++) {
-      await store.transaction((tx) => tx.appendEvent('desired_lrp_created', payload, i));
+      await store.transaction((tx) => tx.appendEvents([{ type: 'desired_lrp_created', payload, at: i }]));
       if (i % 100 === 99) {
         largestWal = Math.max(largestWal, statSync(`${path}-wal`).size);
         await new Promise((r) => setTimeout(r, 5)); // the checkpointer's thread gets its turns, as between requests
@@ -278,7 +290,7 @@ describe('SQLite store internals', () => {
     old.close();
     const store = await openStore(`sqlite:${path}`, dir);
     assert.deepEqual((await store.listEvents(0, 10)).map((e) => [e.id, e.payload]), [[1, { n: 1 }], [2, { n: 2 }], [3, { n: 3 }]]);
-    assert.equal(await store.transaction((tx) => tx.appendEvent('desired_lrp_removed', { n: 4 }, 4)), 4);
+    assert.equal(await store.transaction((tx) => tx.appendEvents([{ type: 'desired_lrp_removed', payload: { n: 4 }, at: 4 }])), 4);
     await store.close();
     const after7 = new Database(path, { readonly: true });
     const table = after7.prepare(`SELECT sql FROM sqlite_master WHERE name = 'events'`).get() as { sql: string };

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { EventType } from '../model/event.js';
 import type { ActualLrp, DesiredLrp } from '../model/lrp.js';
-import type { Store, StoreTx } from '../store/store.js';
+import type { NewEvent, Store, StoreTx } from '../store/store.js';
 import type { LeaseFence } from '../store/lease.js';
 import type { CoreLimits } from './limits.js';
 
@@ -114,26 +114,30 @@ export interface CoreContext {
 
 export type Emit = (type: EventType, payload: Record<string, unknown>) => Promise<void>;
 
-/** One use case = one transaction; its events are persisted in it and announced after commit. */
+/**
+ * One use case = one transaction; its events are persisted in it (together, once the use case
+ * is done: one insert for them all) and announced after commit.
+ */
 export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
   const touched: Touched = { processGuids: new Map(), created: new Map(), other: false, serviceLrp: false };
-  const result = await ctx.store.transaction(
-    (tx) =>
-      fn(tx, async (type, payload) => {
-        lastId = await tx.appendEvent(type, payload, at);
-        const guid = processGuidOf(type, payload);
-        if (guid === undefined) touched.other = true;
-        else {
-          touched.processGuids.set(guid, (touched.processGuids.get(guid) ?? 0) + 1);
-          if (type === 'desired_lrp_created') touched.created.set(guid, { desired: payload.desiredLrp as DesiredLrp, actual: [] });
-          else if (type === 'actual_lrp_created') touched.created.get(guid)?.actual.push(payload.actualLrp as ActualLrp);
-        }
-        if (desiredOf(type, payload)?.serviceId) touched.serviceLrp = true;
-      }),
-    opts,
-  );
+  const result = await ctx.store.transaction(async (tx) => {
+    const events: NewEvent[] = [];
+    const value = await fn(tx, async (type, payload) => {
+      events.push({ type, payload, at });
+      const guid = processGuidOf(type, payload);
+      if (guid === undefined) touched.other = true;
+      else {
+        touched.processGuids.set(guid, (touched.processGuids.get(guid) ?? 0) + 1);
+        if (type === 'desired_lrp_created') touched.created.set(guid, { desired: payload.desiredLrp as DesiredLrp, actual: [] });
+        else if (type === 'actual_lrp_created') touched.created.get(guid)?.actual.push(payload.actualLrp as ActualLrp);
+      }
+      if (desiredOf(type, payload)?.serviceId) touched.serviceLrp = true;
+    });
+    if (events.length) lastId = await tx.appendEvents(events);
+    return value;
+  }, opts);
   if (lastId) ctx.bus.committed(lastId, touched);
   return result;
 }

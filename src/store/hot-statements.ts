@@ -44,8 +44,11 @@ export interface HotStatements {
    * Parameters: the values of `columns`, then process_guid, idx, the expected mod_index.
    */
   updateActualLrp(columns: readonly ActualUpdateColumn[]): string;
-  /** type, at, payload; PostgreSQL returns id, SQLite reports it as the insert id (cheaper than RETURNING) */
-  appendEvent: string;
+  /**
+   * An insert of `rows` events (type, at, payload for each, in order); PostgreSQL returns their
+   * ids, SQLite reports the last as the insert id (cheaper than RETURNING).
+   */
+  appendEvents(rows: number): string;
   /** process_guid */
   getDesiredLrp: string;
   /** process_guid, idx */
@@ -72,7 +75,7 @@ export function compileHotStatements(db: Kysely<Database>, dialect: Dialect): Ho
   const row = <C extends string>(columns: readonly C[]) => template(columns) as never;
   // one text per set of columns: transitions set a handful of different sets
   const updates = new Map<string, string>();
-  const appendEvent = db.insertInto('events').values({ type: '', at: 0, payload: '' });
+  const eventInserts = new Map<number, string>();
   return {
     insertDesiredLrp: db.insertInto('desired_lrps').values(row(DESIRED_COLUMNS)).compile().sql,
     insertActualLrp: db.insertInto('actual_lrps').values(row(ACTUAL_COLUMNS)).compile().sql,
@@ -85,7 +88,15 @@ export function compileHotStatements(db: Kysely<Database>, dialect: Dialect): Ho
       }
       return text;
     },
-    appendEvent: (dialect === 'sqlite' ? appendEvent : appendEvent.returning('id')).compile().sql,
+    appendEvents(rows) {
+      let text = eventInserts.get(rows);
+      if (text === undefined) {
+        const insert = db.insertInto('events').values(Array.from({ length: rows }, () => ({ type: '', at: 0, payload: '' })));
+        text = (dialect === 'sqlite' ? insert : insert.returning('id')).compile().sql;
+        eventInserts.set(rows, text);
+      }
+      return text;
+    },
     getDesiredLrp: db.selectFrom('desired_lrps').select('data').where('process_guid', '=', '').compile().sql,
     getActualLrp: db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', '').where('idx', '=', 0).compile().sql,
     listActualLrpsOf: db.selectFrom('actual_lrps').selectAll().where('process_guid', '=', '').orderBy('idx').compile().sql,

@@ -10,7 +10,7 @@ import type { Service, ServiceState } from '../model/service.js';
 import type { DroverEvent, EventType } from '../model/event.js';
 import type { Lock, LockFilter, LockPage, NewLock } from '../model/lock.js';
 import { MIGRATIONS, type ActualLrpsTable, type DesiredLrpsTable, type Database, type Dialect, type LocksTable } from './schema.js';
-import type { ActualLrpRow, PlacementCount, Store, StoreTx } from './store.js';
+import type { ActualLrpRow, NewEvent, PlacementCount, Store, StoreTx } from './store.js';
 import { acquireLease, checkLease, readLease, releaseLease, type LeaseFence } from './lease.js';
 import type { SqliteLockInserts } from './sqlite/lock-inserts.js';
 import { GroupCommit } from './group-commit.js';
@@ -18,6 +18,9 @@ import { packActualLrpRows, packedPages, packedSqliteQuery, type PackedActualLrp
 import { ACTUAL_COLUMNS, ACTUAL_UPDATE_COLUMNS, DESIRED_COLUMNS, PLAN_INFO_FIELDS, bind, compileHotStatements, type HotStatements } from './hot-statements.js';
 
 type Db = Kysely<Database> | Transaction<Database>;
+
+/** The most events one insert statement writes (3 parameters each, far below either store's limit). */
+const EVENTS_PER_INSERT = 256;
 
 /** Rows per page of pagesOfActualLrps: big enough that the per-query cost is noise, small enough to stream. */
 const ACTUAL_LRP_PAGE_SIZE = 5000;
@@ -428,10 +431,21 @@ class SqlQueries implements StoreTx {
     await this.rows(this.db.deleteFrom('services').where('id', '=', id));
   }
 
-  async appendEvent(type: EventType, payload: Record<string, unknown>, at: number) {
-    const text = (type === 'actual_lrp_changed' && changeJson(payload, this.written)) || payloadJson(payload, this.written);
-    const { rows, insertId } = await this.run<{ id: number }>(this.hot.appendEvent, [type, at, text]);
-    return Number(insertId ?? rows[0]!.id);
+  async appendEvents(events: NewEvent[]) {
+    let lastId = 0;
+    // one insert per power-of-two run of events: a few statement texts serve every count
+    for (let i = 0; i < events.length; ) {
+      let n = EVENTS_PER_INSERT;
+      while (n > events.length - i) n /= 2;
+      const parameters: unknown[] = [];
+      for (const { type, payload, at } of events.slice(i, i + n)) {
+        parameters.push(type, at, (type === 'actual_lrp_changed' && changeJson(payload, this.written)) || payloadJson(payload, this.written));
+      }
+      const { rows, insertId } = await this.run<{ id: number }>(this.hot.appendEvents(n), parameters);
+      lastId = Number(insertId ?? Math.max(...rows.map((r) => Number(r.id))));
+      i += n;
+    }
+    return lastId;
   }
 
   async queryLocks(filter: LockFilter, page: LockPage | undefined, now: number) {

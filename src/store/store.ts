@@ -13,6 +13,12 @@ import type { PackedActualLrps } from './packed-actual-lrps.js';
 /** An actual LRP as stored: `net_info` is the JSON text of its ActualLrpNetInfo. */
 export type ActualLrpRow = ActualLrpsTable;
 
+export interface NewEvent {
+  type: EventType;
+  payload: Record<string, unknown>;
+  at: number;
+}
+
 export interface PlacementCount {
   state: ActualLrpState;
   cellId: string;
@@ -71,7 +77,8 @@ export interface StoreTx extends StoreReads {
   deleteCell(cellId: string): Promise<void>;
   upsertService(s: Service): Promise<void>;
   deleteService(id: string): Promise<void>;
-  appendEvent(type: EventType, payload: Record<string, unknown>, at: number): Promise<number>;
+  /** appends events in this order; the id of the last one */
+  appendEvents(events: NewEvent[]): Promise<number>;
   /** fails with `exists` when one of the service instances already has a lock row */
   insertLocks(locks: NewLock[]): Promise<Lock[]>;
   /** deletes the management locks (no orchestration job) of `owner` on those instances */
