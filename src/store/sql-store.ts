@@ -114,7 +114,7 @@ function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
 }
 
 /**
- * JSON.stringify(payload), reusing the JSON of records the store wrote (see SqlStore.written):
+ * JSON.stringify(payload), reusing the JSON of records the store wrote (see SqlQueries.written):
  * a desired LRP event carries the very record whose row holds that JSON, an instance's creation
  * event the instance just inserted.
  */
@@ -205,7 +205,6 @@ class SqlQueries implements StoreTx {
   ) {
     this.readArrays = sqlite?.readArrays;
   }
-
 
   /**
    * SQLite runs the statement straight on the connection: in this transaction, or outside any
