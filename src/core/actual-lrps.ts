@@ -23,10 +23,12 @@ export async function saveActualLrp(tx: StoreTx, emit: Emit, before: ActualLrp, 
   return after;
 }
 
-export async function createActualLrp(tx: StoreTx, emit: Emit, key: ActualLrpKey, now: number): Promise<void> {
+/** Creates the instance at `key`, unless one holds that index already (it is left as it is); whether it did. */
+export async function createActualLrp(tx: StoreTx, emit: Emit, key: ActualLrpKey, now: number): Promise<boolean> {
   const a = newActualLrp(key, now);
-  await tx.insertActualLrp(a);
+  if (!(await tx.insertActualLrp(a))) return false;
   await emit('actual_lrp_created', { actualLrp: a });
+  return true;
 }
 
 export async function deleteActualLrp(tx: StoreTx, emit: Emit, a: ActualLrp): Promise<void> {

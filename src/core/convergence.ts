@@ -1,8 +1,8 @@
 // Applies the convergence planner's actions through the state machine; if the instance moved
 // since the snapshot (its tag changed), the action is skipped — the next pass sees the new
 // state (level-triggered). A transition starts from the snapshot's copy and writes with a
-// compare-and-set on its tag, which is the check a re-read would make; creates and retires
-// re-read (an insert or a delete has no tag to compare).
+// compare-and-set on its tag, which is the check a re-read would make; a create inserts only
+// where no instance holds the index, and a retire re-reads (a delete has no tag to compare).
 
 import { DroverError } from '../model/errors.js';
 import { targetInstances, type PlanAction } from '../converge/planner.js';
@@ -49,10 +49,8 @@ type Outcome = 'applied' | 'created' | 'skipped';
 async function applyAction(tx: StoreTx, emit: Emit, action: PlanAction, seen: Map<string, ActualLrp>, stillWanted: ReturnType<typeof wantedCheck>, now: number): Promise<Outcome> {
   try {
     if (action.kind === 'create') {
-      const a = await tx.getActualLrp(action.processGuid, action.index);
-      if (a || !(await stillWanted(action.processGuid, action.index))) return 'skipped';
-      await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now);
-      return 'created';
+      if (!(await stillWanted(action.processGuid, action.index))) return 'skipped';
+      return (await createActualLrp(tx, emit, { processGuid: action.processGuid, index: action.index, domain: action.domain }, now)) ? 'created' : 'skipped';
     }
     const before = seen.get(`${action.processGuid}/${action.index}`);
     if (!before) return 'skipped';

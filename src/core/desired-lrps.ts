@@ -23,17 +23,22 @@ function targetInstances(d: DesiredLrp): number {
   return d.enabled ? d.instances : 0;
 }
 
+/**
+ * Creates each instance `d` wants at an index no instance holds: one still stopping there keeps
+ * it until its cell removes it, and the planner then creates one. (Every-cell LRPs run one
+ * instance per eligible live cell: the convergence planner sizes them.)
+ */
+async function createInstances(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
+  if (d.placement.strategy === 'every-cell') return;
+  for (let index = 0; index < targetInstances(d); index++) await createActualLrp(tx, emit, { processGuid: d.processGuid, index, domain: d.domain }, now);
+}
+
 /** Make the actual instances match the desired count: create missing, stop extra. */
 export async function reconcileInstances(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
   const target = targetInstances(d);
-  // every-cell runs one instance per eligible live cell: the convergence planner sizes it.
   if (d.placement.strategy === 'every-cell' && target > 0) return;
-  const actual = await tx.listActualLrps({ processGuid: d.processGuid });
-  const present = new Set(actual.map((a) => a.actualLrpKey.index));
-  for (let index = 0; index < target; index++) {
-    if (!present.has(index)) await createActualLrp(tx, emit, { processGuid: d.processGuid, index, domain: d.domain }, now);
-  }
-  for (const a of actual) {
+  await createInstances(tx, emit, d, now);
+  for (const a of await tx.listActualLrps({ processGuid: d.processGuid })) {
     if (a.actualLrpKey.index >= target && !a.stopRequested) await stopActualLrp(tx, emit, a, now);
   }
 }
@@ -53,7 +58,9 @@ export async function desireLrp(ctx: CoreContext, p: Principal | undefined, inpu
 export async function insertDesiredLrp(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
   await tx.insertDesiredLrp(d);
   await emit('desired_lrp_created', { desiredLrp: d });
-  await reconcileInstances(tx, emit, d, now);
+  // Instances under a new LRP's guid can only be those of an earlier LRP of that guid, which
+  // its removal asked to stop: nothing is left to stop, so none need reading.
+  await createInstances(tx, emit, d, now);
 }
 
 /** Deletes a desired LRP in the caller's transaction: unstarted instances go now, running ones are stopped by their cells. */

@@ -13,7 +13,7 @@ import type { StoreReads, StoreTx } from '../store/store.js';
 import { authorize } from './authorize.js';
 import { inTransaction, type CoreContext, type Emit, type Touched } from './context.js';
 import { maxInstancesOf } from './limits.js';
-import { applyUpdate, reconcileInstances } from './desired-lrps.js';
+import { applyUpdate, insertDesiredLrp, reconcileInstances } from './desired-lrps.js';
 import { requireUnlocked } from './guards.js';
 import { stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
@@ -66,11 +66,7 @@ export async function instantiateService(ctx: CoreContext, p: Principal | undefi
     if (await tx.getService(id)) fail('exists', `service ${id} already exists`);
     await tx.upsertService(service);
     await emit('service_changed', { after: service });
-    for (const d of lrps) {
-      await tx.insertDesiredLrp(d);
-      await emit('desired_lrp_created', { desiredLrp: d });
-      await reconcileInstances(tx, emit, d, now);
-    }
+    for (const d of lrps) await insertDesiredLrp(tx, emit, d, now);
     return service;
   });
 }

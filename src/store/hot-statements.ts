@@ -36,7 +36,7 @@ export const PLAN_INFO_FIELDS = ['enabled', 'placement', 'placementTags', 'resta
 export interface HotStatements {
   /** DESIRED_COLUMNS */
   insertDesiredLrp: string;
-  /** ACTUAL_COLUMNS */
+  /** ACTUAL_COLUMNS; nothing when the key is taken */
   insertActualLrp: string;
   /**
    * The compare-and-set of an actual LRP that sets only `columns` (a transition changes a few:
@@ -78,7 +78,11 @@ export function compileHotStatements(db: Kysely<Database>, dialect: Dialect): Ho
   const eventInserts = new Map<number, string>();
   return {
     insertDesiredLrp: db.insertInto('desired_lrps').values(row(DESIRED_COLUMNS)).compile().sql,
-    insertActualLrp: db.insertInto('actual_lrps').values(row(ACTUAL_COLUMNS)).compile().sql,
+    insertActualLrp: db
+      .insertInto('actual_lrps')
+      .values(row(ACTUAL_COLUMNS))
+      .onConflict((oc) => oc.doNothing())
+      .compile().sql,
     updateActualLrp(columns) {
       const key = columns.join();
       let text = updates.get(key);

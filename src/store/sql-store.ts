@@ -379,14 +379,11 @@ class SqlQueries implements StoreTx {
   }
 
   async insertActualLrp(a: ActualLrp) {
-    try {
-      const row = actualToRow(a);
-      await this.run(this.hot.insertActualLrp, ACTUAL_COLUMNS.map((c) => row[c]));
-      this.written.set(a, JSON.stringify(a));
-    } catch (e) {
-      if (isUniqueViolation(e)) throw new DroverError('exists', `actual LRP ${a.actualLrpKey.processGuid}/${a.actualLrpKey.index} already exists`);
-      throw e;
-    }
+    const row = actualToRow(a);
+    const { numAffectedRows } = await this.run(this.hot.insertActualLrp, ACTUAL_COLUMNS.map((c) => row[c]));
+    if (Number(numAffectedRows) !== 1) return false;
+    this.written.set(a, JSON.stringify(a));
+    return true;
   }
 
   async updateActualLrp(a: ActualLrp, before: ActualLrp) {

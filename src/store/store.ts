@@ -66,7 +66,8 @@ export interface StoreTx extends StoreReads {
   insertDesiredLrp(d: DesiredLrp): Promise<void>;
   updateDesiredLrp(d: DesiredLrp): Promise<void>;
   deleteDesiredLrp(processGuid: string): Promise<void>;
-  insertActualLrp(a: ActualLrp): Promise<void>;
+  /** stores a new instance; false, with nothing written, when an instance holds its index already */
+  insertActualLrp(a: ActualLrp): Promise<boolean>;
   /**
    * `before` (as the caller read it) becomes `a`: a compare-and-set on before's modification
    * tag index (false when it moved), writing the columns in which `a` differs from `before`
