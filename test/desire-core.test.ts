@@ -9,18 +9,12 @@ import { EventBus, type CoreContext, type Touched } from '../src/core/context.js
 import { desireLrp, removeDesiredLrp } from '../src/core/desired-lrps.js';
 import { claimActualLrp, startActualLrp } from '../src/core/instance-lifecycle.js';
 import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
-import type { DesiredLrp } from '../src/model/lrp.js';
-import { storeFixtures } from './helpers.js';
+import { lrpInput, storeFixtures } from './helpers.js';
 
 const P = OPEN_MODE_PRINCIPAL;
 const CELL = { instanceGuid: 'old-1', cellId: 'cell-1' };
 
-const lrp = (guid: string, instances: number): Partial<DesiredLrp> => ({
-  processGuid: guid,
-  domain: 'desire',
-  instances,
-  action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } },
-});
+const lrp = (guid: string, instances: number) => lrpInput(guid, 'desire', instances);
 
 for (const fixture of storeFixtures()) {
   describe(`desire on ${fixture.name}`, () => {

@@ -7,6 +7,15 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
+import type { DesiredLrp } from '../src/model/lrp.js';
+
+/** A desired LRP as a client sends it: `instances` of /bin/true. */
+export const lrpInput = (guid: string, domain: string, instances: number): Partial<DesiredLrp> => ({
+  processGuid: guid,
+  domain,
+  instances,
+  action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } },
+});
 
 export const PG_URL = process.env.DROVER_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 

@@ -9,20 +9,14 @@ import { claimActualLrp, removeActualLrp, startActualLrp } from '../src/core/ins
 import { instantiateService, serviceStatus, settleServices, terminateService, waitForService } from '../src/core/services.js';
 import { DroverError, type ErrorKind } from '../src/model/errors.js';
 import { OPEN_MODE_PRINCIPAL, type Principal } from '../src/model/principal.js';
-import type { DesiredLrp } from '../src/model/lrp.js';
-import { storeFixtures } from './helpers.js';
+import { lrpInput, storeFixtures } from './helpers.js';
 
 const P = OPEN_MODE_PRINCIPAL;
 const ALICE: Principal = { name: 'alice', roles: ['owner'] };
 const BOB: Principal = { name: 'bob', roles: ['owner'] };
 const CELL = { instanceGuid: 'ig', cellId: 'cell-1' };
 
-const lrp = (guid: string, instances: number): Partial<DesiredLrp> => ({
-  processGuid: guid,
-  domain: 'mano',
-  instances,
-  action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } },
-});
+const lrp = (guid: string, instances: number) => lrpInput(guid, 'mano', instances);
 
 async function refused(kind: ErrorKind, p: Promise<unknown>): Promise<void> {
   await assert.rejects(p, (e: unknown) => e instanceof DroverError && e.kind === kind);
