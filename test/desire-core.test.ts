@@ -63,5 +63,26 @@ for (const fixture of storeFixtures()) {
         [[1]],
       );
     });
+
+    it('refuses a duplicate among desires made together, and stores and announces each other one once', async () => {
+      // on SQLite these share one group commit: the failing member makes the group run again
+      announced.length = 0;
+      const outcomes = await Promise.allSettled(['t-1', 't-2', 't-1', 't-3'].map((guid) => desireLrp(ctx, P, lrp(guid, 1))));
+      assert.deepEqual(
+        outcomes.map((o) => o.status),
+        ['fulfilled', 'fulfilled', 'rejected', 'fulfilled'],
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      const counts = new Map<string, number>();
+      for (const t of announced) for (const [guid, n] of t.processGuids) counts.set(guid, (counts.get(guid) ?? 0) + n);
+      assert.deepEqual([...counts].sort(), [
+        ['t-1', 2],
+        ['t-2', 2],
+        ['t-3', 2],
+      ]);
+      const events = (await ctx.store.listEvents(0, 1000)).filter((e) => e.type === 'actual_lrp_created');
+      const created = events.map((e) => (e.payload.actualLrp as { actualLrpKey: { processGuid: string } }).actualLrpKey.processGuid).filter((g) => g.startsWith('t-'));
+      assert.deepEqual(created.sort(), ['t-1', 't-2', 't-3']);
+    });
   });
 }

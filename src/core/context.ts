@@ -121,8 +121,11 @@ export type Emit = (type: EventType, payload: Record<string, unknown>) => Promis
 export async function inTransaction<T>(ctx: CoreContext, fn: (tx: StoreTx, emit: Emit) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T> {
   let lastId = 0;
   const at = ctx.now();
-  const touched: Touched = { processGuids: new Map(), created: new Map(), other: false, serviceLrp: false };
+  let touched!: Touched;
   const result = await ctx.store.transaction(async (tx) => {
+    // what this run of the work wrote (it may run again: see Store.transaction)
+    lastId = 0;
+    touched = { processGuids: new Map(), created: new Map(), other: false, serviceLrp: false };
     const events: NewEvent[] = [];
     const value = await fn(tx, async (type, payload) => {
       events.push({ type, payload, at });

@@ -79,22 +79,30 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<
   const unsettled = new Set<string>();
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
-    await inTransaction(ctx, async (tx, emit) => {
+    // what the committed run of the chunk did (a run may be repeated: see Store.transaction)
+    const run = await inTransaction(ctx, async (tx, emit) => {
       const stillWanted = wantedCheck(tx);
       const now = ctx.now();
+      const outcomes: Outcome[] = [];
+      const eventsOf = new Map<string, number>();
       let current = '';
       const counted: Emit = async (type, payload) => {
         await emit(type, payload);
-        events.set(current, (events.get(current) ?? 0) + 1);
+        eventsOf.set(current, (eventsOf.get(current) ?? 0) + 1);
       };
       for (const action of chunk) {
         current = action.processGuid;
-        const outcome = await applyAction(tx, counted, action, seen, stillWanted, now);
-        if (outcome === 'applied') result.applied++;
-        else if (outcome === 'skipped') result.skipped++;
-        if (outcome !== 'applied' || action.kind !== 'fail_placement') unsettled.add(action.processGuid);
+        outcomes.push(await applyAction(tx, counted, action, seen, stillWanted, now));
       }
+      return { outcomes, eventsOf };
     }, { fence });
+    chunk.forEach((action, j) => {
+      const outcome = run.outcomes[j];
+      if (outcome === 'applied') result.applied++;
+      else if (outcome === 'skipped') result.skipped++;
+      if (outcome !== 'applied' || action.kind !== 'fail_placement') unsettled.add(action.processGuid);
+    });
+    for (const [guid, n] of run.eventsOf) events.set(guid, (events.get(guid) ?? 0) + n);
   }
   if (plan.length <= CHUNK) for (const [guid, n] of events) if (!unsettled.has(guid)) result.settled.set(guid, n);
   return result;

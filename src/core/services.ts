@@ -286,15 +286,12 @@ function settledState({ service, lrps }: ServiceStatus): ServiceState | undefine
 export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Promise<Set<string>> {
   const settling = new Set<string>();
   for (const candidate of await ctx.store.listServices({ states: ['INSTANTIATING', 'TERMINATING'] })) {
-    await inTransaction(ctx, async (tx, emit) => {
+    const stillSettling = await inTransaction(ctx, async (tx, emit) => {
       const service = await tx.getService(candidate.id);
-      if (!service) return;
+      if (!service) return [];
       const status = await readStatus(tx, service);
       const state = settledState(status);
-      if (!state) {
-        for (const l of status.lrps) settling.add(l.desired.processGuid);
-        return;
-      }
+      if (!state) return status.lrps.map((l) => l.desired.processGuid);
       if (state === 'TERMINATED') {
         for (const { desired } of status.lrps) {
           await tx.deleteDesiredLrp(desired.processGuid);
@@ -302,7 +299,9 @@ export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Prom
         }
       }
       await moveService(tx, emit, service, { state }, ctx.now());
+      return [];
     }, { fence });
+    for (const guid of stillSettling) settling.add(guid);
   }
   return settling;
 }

@@ -2,9 +2,16 @@
 // writes every page the transaction touched to the WAL: about 150 of a desire's 400 µs of CPU),
 // and SQLite runs one writer at a time anyway. So the transactions asked for while one group
 // runs wait for the next turn of the event loop and then run together in one SQLite
-// transaction, each in its own savepoint: one that fails is rolled back to its savepoint and
-// fails alone; the others are answered only after the shared COMMIT, so an acknowledged
+// transaction. The members are answered only after the shared COMMIT, so an acknowledged
 // transaction is durable, and a failed COMMIT fails them all with nothing written.
+//
+// A member that fails must fail alone. Each member could run in a savepoint of its own, but a
+// savepoint copies every page the member changes (a desire's half-dozen) and costs about a
+// tenth of the SQL a desire runs; members rarely fail. So the group runs without savepoints,
+// and when a member fails, the transaction is rolled back and the group runs again with a
+// savepoint per member: the failing one is rolled back to its savepoint, the others commit.
+// A use case's work may therefore run twice; it keeps its effects inside its transaction
+// (see Store.transaction).
 //
 // Every transaction begins IMMEDIATE (see sqlite/open.ts), so BEGIN is the only statement
 // another connection's write lock can refuse (the checkpoint thread's RESTART holds it for a few
@@ -97,6 +104,30 @@ export class GroupCommit {
       await this.transaction(member.work).then(member.resolve, member.reject);
       return;
     }
+    const values: unknown[] = [];
+    let memberFailed = false;
+    try {
+      await this.transaction(async (trx) => {
+        for (const member of group) {
+          try {
+            values.push(await member.work(trx));
+          } catch (error) {
+            memberFailed = true;
+            throw error;
+          }
+        }
+      });
+    } catch (groupError) {
+      // nothing was committed: a member's failure runs the group again, member by member
+      if (memberFailed) return this.commitInSavepoints(group);
+      for (const member of group) member.reject(groupError);
+      return;
+    }
+    group.forEach((member, i) => member.resolve(values[i]));
+  }
+
+  /** The group in one transaction again, each member in a savepoint: one that fails fails alone. */
+  private async commitInSavepoints(group: Member[]): Promise<void> {
     const outcomes: { member: Member; value?: unknown; error?: unknown; failed: boolean }[] = [];
     try {
       await this.transaction(async (trx) => {

@@ -96,7 +96,13 @@ export interface Store extends StoreReads {
   migrate(): Promise<void>;
   /** `StoreTx.insertLocks` in a transaction of its own */
   insertLocks(locks: NewLock[]): Promise<Lock[]>;
-  /** with `fence`, the transaction first checks (see lease.ts) that the fence's lease still holds, else fails with `conflict` and writes nothing */
+  /**
+   * Runs `fn` in a transaction. `fn` may run more than once (a rolled-back run is run again,
+   * see group-commit.ts): it keeps its effects in the transaction and its result, and sets
+   * nothing outside that a second run would set again. With `fence`, the transaction first
+   * checks (see lease.ts) that the fence's lease still holds, else fails with `conflict` and
+   * writes nothing.
+   */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>, opts?: { fence?: LeaseFence }): Promise<T>;
   /** takes or renews a leader lease (lease.ts); the lease when `holder` holds it afterwards */
   acquireLease(name: string, holder: string, leaseMs: number): Promise<LeaseState | undefined>;
