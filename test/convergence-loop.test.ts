@@ -11,13 +11,13 @@ import { EventBus, type CoreContext } from '../src/core/context.js';
 import { desireLrp, updateDesiredLrp } from '../src/core/desired-lrps.js';
 import { ConvergenceLoop } from '../src/converge/loop.js';
 import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
-import { storeFixtures } from './helpers.js';
+import { lrpInput, storeFixtures } from './helpers.js';
 
 const P = OPEN_MODE_PRINCIPAL;
 const HOUR = 3_600_000;
 const [sqlite] = storeFixtures();
 
-const lrp = (guid: string) => ({ processGuid: guid, domain: 'loop', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+const lrp = (guid: string) => lrpInput(guid, 'loop', 1);
 
 /** A loop on a fresh SQLite store, torn down after the suite. */
 function loopFixture(intervalMs: number, debounceMs = 5, log = pino({ level: 'silent' })): { ctx: () => CoreContext; loop: () => ConvergenceLoop } {

@@ -9,6 +9,7 @@
 
 import type { CoreContext, CreatedLrp, Touched } from '../core/context.js';
 import { applyPlan } from '../core/convergence.js';
+import { instancesCreatedWith } from '../core/desired-lrps.js';
 import { cellAlive } from '../model/cell.js';
 import type { ActualLrp } from '../model/lrp.js';
 import type { PlacementCount } from '../store/store.js';
@@ -104,8 +105,8 @@ export interface PassTarget {
  */
 function wholeCreation(c: CreatedLrp | undefined, events: number): CreatedLrp | undefined {
   if (!c || events !== 1 + c.actual.length) return undefined;
-  const d = c.desired;
-  if (d.placement.strategy === 'every-cell' || c.actual.length !== (d.enabled ? d.instances : 0)) return undefined;
+  // every-cell: the planner creates its instances, where such an earlier one may stand
+  if (c.desired.placement.strategy === 'every-cell' || c.actual.length !== instancesCreatedWith(c.desired)) return undefined;
   return c;
 }
 

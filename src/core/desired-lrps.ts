@@ -24,13 +24,19 @@ function targetInstances(d: DesiredLrp): number {
 }
 
 /**
+ * How many instances a desire or a scale creates with `d` (indexes 0 to this): every-cell LRPs
+ * run one instance per eligible live cell, which the convergence planner sizes.
+ */
+export function instancesCreatedWith(d: DesiredLrp): number {
+  return d.placement.strategy === 'every-cell' ? 0 : targetInstances(d);
+}
+
+/**
  * Creates each instance `d` wants at an index no instance holds: one still stopping there keeps
- * it until its cell removes it, and the planner then creates one. (Every-cell LRPs run one
- * instance per eligible live cell: the convergence planner sizes them.)
+ * it until its cell removes it, and the planner then creates one.
  */
 async function createInstances(tx: StoreTx, emit: Emit, d: DesiredLrp, now: number): Promise<void> {
-  if (d.placement.strategy === 'every-cell') return;
-  for (let index = 0; index < targetInstances(d); index++) await createActualLrp(tx, emit, { processGuid: d.processGuid, index, domain: d.domain }, now);
+  for (let index = 0; index < instancesCreatedWith(d); index++) await createActualLrp(tx, emit, { processGuid: d.processGuid, index, domain: d.domain }, now);
 }
 
 /** Make the actual instances match the desired count: create missing, stop extra. */
