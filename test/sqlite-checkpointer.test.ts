@@ -71,7 +71,7 @@ describe('SQLite store, write lock held by another connection', () => {
   const dir = tempDir();
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('runs a use case that reads before it writes once the lock is free, instead of failing it', async () => {
+  it('runs a use case that reads before it writes once the lock is free, instead of failing it, without blocking the event loop', async () => {
     const store = await openStore(undefined, dir);
     const ctx: CoreContext = { store, bus: new EventBus(), log: pino({ level: 'silent' }), now: Date.now };
     const holder = spawn(
@@ -83,7 +83,15 @@ describe('SQLite store, write lock held by another connection', () => {
       await desireLrp(ctx, OPEN_MODE_PRINCIPAL, { processGuid: 'held', domain: 'd', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
       await once(holder.stdout!, 'data'); // the other connection holds the write lock for 300 ms
       // an update reads the desired LRP, then writes: SQLite cannot make a reader wait for the write lock
-      await updateDesiredLrp(ctx, OPEN_MODE_PRINCIPAL, 'held', { instances: 3 });
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 10);
+      try {
+        await updateDesiredLrp(ctx, OPEN_MODE_PRINCIPAL, 'held', { instances: 3 });
+      } finally {
+        clearInterval(ticker);
+      }
+      // it waited on a timer: the event loop went on meanwhile (SQLite's busy handler sleeps in the thread)
+      assert.ok(ticks >= 10, `the event loop ran ${ticks} ticks of 10 ms during a wait of about 300 ms`);
       assert.equal((await store.listActualLrps({ processGuid: 'held' })).length, 3);
       assert.equal((await store.getDesiredLrp('held'))?.instances, 3);
     } finally {
