@@ -37,7 +37,8 @@ const ROLLBACK_TO = CompiledQuery.raw('ROLLBACK TO use_case');
 
 /** how long a group keeps trying to BEGIN while the database is locked, as busy_timeout would */
 const LOCKED_RETRY_MS = 5000;
-const LOCKED_PAUSE_MS = [1, 2, 5, 10, 20, 50];
+/** short first: a RESTART checkpoint holds the lock a few ms (SQLite's own busy handler sleeps 1, 2, 5 ms) */
+const LOCKED_PAUSE_MS = [1, 1, 1, 1, 2, 2, 5, 10, 20, 50];
 
 function isLocked(e: unknown): boolean {
   return (e as { code?: string }).code?.startsWith('SQLITE_BUSY') === true;
