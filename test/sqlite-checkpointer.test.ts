@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import pino from 'pino';
 import { BackgroundCheckpointer } from '../src/store/sqlite/checkpointer.js';
+import { withStatementCache } from '../src/store/sqlite/statement-cache.js';
 import { openStore } from '../src/store/open.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { desireLrp, updateDesiredLrp } from '../src/core/desired-lrps.js';
@@ -97,6 +98,23 @@ describe('SQLite store, write lock held by another connection', () => {
     } finally {
       holder.kill();
       await store.close();
+    }
+  });
+});
+
+describe('SQLite statement cache', () => {
+  it('keeps the statements in use when new texts push the others out', () => {
+    const cache = withStatementCache(new Database(':memory:'), () => {});
+    try {
+      const hot = cache.prepare('SELECT 0');
+      const first = cache.prepare('SELECT 1');
+      for (let i = 2; i < 256; i++) cache.prepare(`SELECT ${i}`); // the cache is full
+      assert.equal(cache.prepare('SELECT 0'), hot, 'a cached statement is reused');
+      cache.prepare('SELECT 256'); // pushes out one statement: the oldest not used since
+      assert.equal(cache.prepare('SELECT 0'), hot, 'the statement in use stays');
+      assert.notEqual(cache.prepare('SELECT 1'), first, 'the oldest unused one was pushed out (and is compiled again)');
+    } finally {
+      cache.close();
     }
   });
 });

@@ -5,24 +5,41 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { SqliteDatabase, SqliteStatement } from 'kysely';
 
-/** Enough for every fixed query; texts that vary (IN lists of any length) push out the least recently used. */
+/** Enough for every fixed query; texts that vary (IN lists of any length) push out the least used. */
 const MAX_STATEMENTS = 256;
 
-/** `beforeClose` runs first when Kysely closes the database. */
+interface Entry {
+  stmt: SqliteStatement;
+  /** used since the eviction scan last passed it */
+  used: boolean;
+}
+
+/**
+ * `beforeClose` runs first when Kysely closes the database.
+ * Eviction is second chance (CLOCK): a hit only marks its entry, where moving it to the end of
+ * the map on every hit (exact LRU) cost a map delete and insert per statement run.
+ */
 export function withStatementCache(db: BetterSqlite3.Database, beforeClose: () => void): SqliteDatabase {
-  const statements = new Map<string, SqliteStatement>();
+  const statements = new Map<string, Entry>();
+  const evictOne = () => {
+    // oldest first; one used since the last scan goes to the end instead, unmarked
+    for (const [sql, entry] of statements) {
+      statements.delete(sql);
+      if (!entry.used) return;
+      entry.used = false;
+      statements.set(sql, entry);
+    }
+  };
   return {
     prepare(sql: string): SqliteStatement {
-      let stmt = statements.get(sql);
-      if (stmt) {
-        // most recently used last: a hot statement is never the one pushed out
-        statements.delete(sql);
-        statements.set(sql, stmt);
-        return stmt;
+      const hit = statements.get(sql);
+      if (hit) {
+        hit.used = true;
+        return hit.stmt;
       }
-      stmt = db.prepare(sql) as SqliteStatement;
-      if (statements.size >= MAX_STATEMENTS) statements.delete(statements.keys().next().value!);
-      statements.set(sql, stmt);
+      const stmt = db.prepare(sql) as SqliteStatement;
+      if (statements.size >= MAX_STATEMENTS) evictOne();
+      statements.set(sql, { stmt, used: false });
       return stmt;
     },
     close(): void {
