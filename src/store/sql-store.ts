@@ -116,14 +116,17 @@ function desiredToRow(d: DesiredLrp): DesiredLrpsTable {
 /**
  * JSON.stringify(payload), reusing the JSON of records the store wrote (see SqlQueries.written):
  * a desired LRP event carries the very record whose row holds that JSON, an instance's creation
- * event the instance just inserted.
+ * event the instance just inserted. A reused JSON is dropped from the map unless it is an
+ * instance's, which its first change reuses too (changeJson).
  */
 function payloadJson(payload: Record<string, unknown>, written: WeakMap<object, string>): string {
   if (!Object.values(payload).some((v) => typeof v === 'object' && v !== null && written.has(v))) return JSON.stringify(payload);
   const members: string[] = [];
   for (const [k, v] of Object.entries(payload)) {
     if (v === undefined) continue;
-    members.push(`${JSON.stringify(k)}:${(typeof v === 'object' && v !== null && written.get(v)) || JSON.stringify(v)}`);
+    const json = typeof v === 'object' && v !== null ? written.get(v) : undefined;
+    if (json !== undefined && !('actualLrpKey' in (v as object))) written.delete(v as object);
+    members.push(`${JSON.stringify(k)}:${json ?? JSON.stringify(v)}`);
   }
   return `{${members.join(',')}}`;
 }
@@ -149,7 +152,9 @@ function changeJson(payload: Record<string, unknown>, written: WeakMap<object, s
   for (const k in after) if (after[k] !== before[k]) changes[k] = after[k];
   // a field `after` drops cannot be said as a change (JSON has no undefined): stored whole
   for (const k in before) if (before[k] !== undefined && after[k] === undefined) return undefined;
-  return `{"before":${written.get(before) ?? JSON.stringify(before)},"${AFTER_CHANGES}":${JSON.stringify(changes)}}`;
+  const beforeJson = written.get(before);
+  if (beforeJson !== undefined) written.delete(before); // its last use
+  return `{"before":${beforeJson ?? JSON.stringify(before)},"${AFTER_CHANGES}":${JSON.stringify(changes)}}`;
 }
 
 function isPlainRecord(v: unknown): v is Record<string, unknown> {
@@ -199,7 +204,10 @@ class SqlQueries implements StoreTx {
     /**
      * The JSON of the records (desired LRPs, instances) this store wrote, for the events that
      * carry them, in this transaction or a later one (see payloadJson and changeJson). Records
-     * are never changed in place: a new state is a new object.
+     * are never changed in place: a new state is a new object. An entry goes once its last
+     * expected event has used it: held on to (the convergence loop keeps new records until
+     * its pass), the entries of desired LRPs made V8 promote ten times more of the young
+     * generation under a stream of desires (docs/decisions.md, tenth round).
      */
     protected readonly written: WeakMap<object, string>,
   ) {
