@@ -14,7 +14,7 @@ import { DroverError } from '../src/model/errors.js';
 import { OPEN_MODE_PRINCIPAL as P } from '../src/model/principal.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/store.js';
-import { dropSchema, PG_URL, tempDir, uniqueSchema, waitFor } from './helpers.js';
+import { dropSchema, lrpInput, PG_URL, tempDir, uniqueSchema, waitFor } from './helpers.js';
 
 const schema = uniqueSchema();
 const dir = tempDir('drover-scaleout-services-');
@@ -36,7 +36,7 @@ async function replica(): Promise<{ ctx: CoreContext; warnings: string[] }> {
 }
 
 /** A service whose one LRP wants no instances: the watcher's next pass moves it to READY. */
-const readyAtOnce = (id: string) => ({ id, name: id, kind: 'mano', lrps: [{ processGuid: `${id}-lrp`, domain: 'mano', instances: 0, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } }] });
+const readyAtOnce = (id: string) => ({ id, name: id, kind: 'mano', lrps: [lrpInput(`${id}-lrp`, 'mano', 0)] });
 
 describe('services watcher fenced by the leader lease', () => {
   it('refuses a deposed leader’s watcher writes; the new leader’s watcher settles', async () => {

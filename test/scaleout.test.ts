@@ -19,7 +19,7 @@ import { validateDesiredLrp } from '../src/model/validate.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { applyPlan } from '../src/core/convergence.js';
 import { LeaderElection } from '../src/converge/leader.js';
-import { dropSchema, killProcessGroups, PG_URL, processesMarked, tempDir, uniqueSchema, waitFor } from './helpers.js';
+import { dropSchema, killProcessGroups, lrpInput, PG_URL, processesMarked, tempDir, uniqueSchema, waitFor } from './helpers.js';
 import { droverCli as cli, killCli, liveClis, type DroverCli as Cli } from './drover-cli.js';
 import { expect, instancesOf, killProcessesOf, MSERVICES, serviceZip } from './era-fixtures.js';
 
@@ -275,7 +275,7 @@ describe('leader lease and fencing in the store', () => {
       const ctx = (store: Store): CoreContext => ({ store, bus: new EventBus(), log: silent, now: Date.now });
       const create = [{ kind: 'create' as const, processGuid: 'p1', domain: 'd', index: 0 }];
       // a create re-reads its desired LRP, so there is one (stored unfenced, as no leader's write)
-      const p1 = validateDesiredLrp({ processGuid: 'p1', domain: 'd', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+      const p1 = validateDesiredLrp(lrpInput('p1', 'd', 1));
       await b.transaction((tx) => tx.insertDesiredLrp(p1));
       await assert.rejects(applyPlan(ctx(a), create, new Map(), fenceA), (e) => e instanceof DroverError && e.kind === 'conflict');
       assert.equal((await b.listActualLrps()).length, 0, 'the deposed leader created nothing');

@@ -11,19 +11,13 @@ import { instantiateService, terminateService, waitForService, watchServices } f
 import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
 import type { DesiredLrp } from '../src/model/lrp.js';
 import type { Service, ServiceState } from '../src/model/service.js';
-import { storeFixtures } from './helpers.js';
+import { lrpInput, storeFixtures } from './helpers.js';
 
 const P = OPEN_MODE_PRINCIPAL;
 const CELL = { instanceGuid: 'ig', cellId: 'cell-1' };
 const HOUR = 3_600_000;
 
-const lrp = (guid: string, extra: Partial<DesiredLrp> = {}): Partial<DesiredLrp> => ({
-  processGuid: guid,
-  domain: 'watch',
-  instances: 1,
-  action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } },
-  ...extra,
-});
+const lrp = (guid: string, extra: Partial<DesiredLrp> = {}): Partial<DesiredLrp> => ({ ...lrpInput(guid, 'watch', 1), ...extra });
 
 const [sqlite] = storeFixtures();
 

@@ -13,7 +13,7 @@ import { openStore } from '../src/store/open.js';
 import { EventBus, type CoreContext } from '../src/core/context.js';
 import { desireLrp, updateDesiredLrp } from '../src/core/desired-lrps.js';
 import { OPEN_MODE_PRINCIPAL } from '../src/model/principal.js';
-import { tempDir } from './helpers.js';
+import { lrpInput, tempDir } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 
@@ -81,7 +81,7 @@ describe('SQLite store, write lock held by another connection', () => {
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
     try {
-      await desireLrp(ctx, OPEN_MODE_PRINCIPAL, { processGuid: 'held', domain: 'd', instances: 1, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+      await desireLrp(ctx, OPEN_MODE_PRINCIPAL, lrpInput('held', 'd', 1));
       await once(holder.stdout!, 'data'); // the other connection holds the write lock for 300 ms
       // an update reads the desired LRP, then writes: SQLite cannot make a reader wait for the write lock
       let ticks = 0;

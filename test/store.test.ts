@@ -6,7 +6,7 @@ import { newActualLrp, claim } from '../src/model/actual-lrp-machine.js';
 import { validateDesiredLrp } from '../src/model/validate.js';
 import type { ActualLrpRow, Store } from '../src/store/store.js';
 import { unpackActualLrps } from '../src/store/packed-actual-lrps.js';
-import { storeFixtures } from './helpers.js';
+import { lrpInput, storeFixtures } from './helpers.js';
 import { openStore } from '../src/store/open.js';
 import Database from 'better-sqlite3';
 import { MIGRATIONS } from '../src/store/schema.js';
@@ -14,7 +14,7 @@ import { DroverError } from '../src/model/errors.js';
 import type { DesiredLrp } from '../src/model/lrp.js';
 
 const desired = (guid: string, domain = 'd1') =>
-  validateDesiredLrp({ processGuid: guid, domain, instances: 2, action: { run: { path: '/bin/true', args: [], dir: '', env: [], user: '' } } });
+  validateDesiredLrp(lrpInput(guid, domain, 2));
 
 for (const fixture of storeFixtures()) {
   describe(`store on ${fixture.name}`, () => {
