@@ -8,7 +8,7 @@
 // when the store holds commits this process did not announce (another replica's).
 
 import type { CoreContext, CreatedLrp, Touched } from '../core/context.js';
-import { applyPlan } from '../core/convergence.js';
+import { applyPlan, type OnSettled } from '../core/convergence.js';
 import { instancesCreatedWith } from '../core/desired-lrps.js';
 import { cellAlive } from '../model/cell.js';
 import type { ActualLrp } from '../model/lrp.js';
@@ -32,8 +32,6 @@ export interface PassReport {
   applied: number;
   /** desired LRPs the snapshot held */
   lrps: number;
-  /** see ApplyResult.settled */
-  settled: Map<string, number>;
   snapshotMs: number;
   planMs: number;
   applyMs: number;
@@ -45,8 +43,10 @@ export interface PassReport {
  * A targeted pass reads its LRPs in slices of this many guids (one IN list each). It plans
  * touched LRPs at a cost that grows with their number, where a full pass's grows with the
  * store: the loop turns to a full pass only when the touched LRPs are over half of those the
- * last full pass saw. (Under a steady stream of desires a full pass per batch made each pass
- * slower than the batch it served, so the batches, and the passes, kept growing.)
+ * store holds (knownLrps). (Under a steady stream of desires a full pass per batch made each
+ * pass slower than the batch it served, so the batches, and the passes, kept growing; and
+ * counting only the LRPs the last full pass saw, long ago at start, sent one pass over a
+ * store of 20,000 LRPs to read them all because 1,025 had come since the last.)
  */
 const TARGETED_SLICE = 1024;
 /**
@@ -148,15 +148,15 @@ function plannedInstances(actual: Snapshot['actual'], actions: PlanAction[]): Ma
   return seen;
 }
 
-export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, target?: PassTarget): Promise<PassReport> {
+export async function convergeOnce(ctx: CoreContext, claimTimeoutMs?: number, fence?: LeaseFence, target?: PassTarget, onSettled?: OnSettled): Promise<PassReport> {
   const t0 = performance.now();
   const snap = await snapshot(ctx, claimTimeoutMs, target);
   const t1 = performance.now();
   const actions = plan(snap);
   const t2 = performance.now();
-  const { applied, settled } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence) : { applied: 0, settled: new Map<string, number>() };
+  const { applied } = actions.length ? await applyPlan(ctx, actions, plannedInstances(snap.actual, actions), fence, onSettled) : { applied: 0 };
   const t3 = performance.now();
-  return { actions: actions.length, applied, lrps: snap.desired.length, settled, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2, clockChangeAt: nextClockChange(snap) };
+  return { actions: actions.length, applied, lrps: snap.desired.length, snapshotMs: t1 - t0, planMs: t2 - t1, applyMs: t3 - t2, clockChangeAt: nextClockChange(snap) };
 }
 
 export class ConvergenceLoop {
@@ -172,13 +172,21 @@ export class ConvergenceLoop {
   /** the announced creations of some of them (see wholeCreation) */
   private created = new Map<string, CreatedLrp>();
   /**
-   * LRPs the last pass left settled (ApplyResult.settled), with the number of events it wrote
-   * for each: an announcement naming such an LRP with exactly that many events is the pass's
-   * own commit and nothing else on it, so the LRP is not planned again for it.
+   * LRPs the last pass left settled (see OnSettled), with the number of events it wrote for
+   * each: an announcement naming such an LRP with exactly that many events is the pass's own
+   * commit and nothing else on it, so the LRP is not planned again for it.
    */
   private settled = new Map<string, number>();
-  /** when the last full pass ended (performance.now()), how long it read and planned, how many LRPs it saw */
-  private lastFull = { endedAt: -Infinity, ms: 0, lrps: 0 };
+  private readonly onSettled: OnSettled = (settled) => {
+    for (const [guid, events] of settled) this.settled.set(guid, events);
+  };
+  /** when the last full pass ended (performance.now()), how long it read and planned */
+  private lastFull = { endedAt: -Infinity, ms: 0 };
+  /**
+   * About how many LRPs the store holds: those the last full pass saw, plus those announced
+   * as created since (removals are not counted: an overestimate only keeps a pass targeted).
+   */
+  private knownLrps = 0;
   /** the earliest clockChangeAt of the last full pass and the passes since (ctx.now() ms) */
   private clockChangeAt = -Infinity;
   /** the last event id the interval saw in the store */
@@ -188,6 +196,7 @@ export class ConvergenceLoop {
       this.full = true;
       this.settled.clear();
     } else {
+      this.knownLrps += touched.created.size;
       for (const [guid, events] of touched.processGuids) {
         if (this.settled.get(guid) !== events) {
           this.dirty.set(guid, (this.dirty.get(guid) ?? 0) + events);
@@ -276,18 +285,18 @@ export class ConvergenceLoop {
       return;
     }
     if (!this.full && this.dirty.size === 0) return;
-    const target = this.full || this.dirty.size > this.lastFull.lrps / 2 + TARGETED_SLICE ? undefined : this.passTarget();
+    const target = this.full || this.dirty.size > this.knownLrps / 2 + TARGETED_SLICE ? undefined : this.passTarget();
     this.full = false;
     this.dirty = new Map();
     this.created = new Map();
     this.running = true;
-    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), target)
+    const knownAtStart = this.knownLrps;
+    convergeOnce(this.ctx, this.opts.claimTimeoutMs, this.opts.fence?.(), target, this.onSettled)
       .then((report) => {
         this.lastPass = report;
-        // registered before the commit's announcement, which waits for the next turn of the event loop
-        for (const [guid, events] of report.settled) this.settled.set(guid, events);
         if (!target) {
-          this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs, lrps: report.lrps };
+          this.lastFull = { endedAt: performance.now(), ms: report.snapshotMs + report.planMs };
+          this.knownLrps = report.lrps + (this.knownLrps - knownAtStart); // and those announced during the pass
           this.clockChangeAt = report.clockChangeAt;
         } else this.clockChangeAt = Math.min(this.clockChangeAt, report.clockChangeAt);
         if (report.actions) this.ctx.log.debug({ ...report, read: target?.read.length, created: target?.created.length }, 'convergence pass');

@@ -34,14 +34,16 @@ function wantedCheck(tx: StoreTx): (processGuid: string, index: number) => Promi
 export interface ApplyResult {
   applied: number;
   skipped: number;
-  /**
-   * The LRPs whose every action was an applied `fail_placement`, with how many events were
-   * written for each; only when the plan took one commit. The planner leaves such an LRP
-   * alone until something else changes it (or a cell comes), so the announcement of exactly
-   * these events needs no pass (see ConvergenceLoop).
-   */
-  settled: Map<string, number>;
 }
+
+/**
+ * Told, right after each chunk commits (before its announcement, which waits for the next
+ * turn of the event loop), of the LRPs whose every action in the chunk was an applied
+ * `fail_placement`, with how many events the chunk wrote for each. The planner leaves such an
+ * LRP alone until something else changes it (or a cell comes), so the announcement of exactly
+ * these events needs no pass (see ConvergenceLoop).
+ */
+export type OnSettled = (settled: Map<string, number>) => void;
 
 type Outcome = 'applied' | 'created' | 'skipped';
 
@@ -73,10 +75,8 @@ async function applyAction(tx: StoreTx, emit: Emit, action: PlanAction, seen: Ma
  * lease and epoch), each chunk commits only while that lease still holds: a deposed leader's
  * chunk fails with `conflict` and writes nothing.
  */
-export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<string, ActualLrp>, fence?: LeaseFence): Promise<ApplyResult> {
-  const result: ApplyResult = { applied: 0, skipped: 0, settled: new Map() };
-  const events = new Map<string, number>();
-  const unsettled = new Set<string>();
+export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<string, ActualLrp>, fence?: LeaseFence, onSettled?: OnSettled): Promise<ApplyResult> {
+  const result: ApplyResult = { applied: 0, skipped: 0 };
   for (let i = 0; i < plan.length; i += CHUNK) {
     const chunk = plan.slice(i, i + CHUNK);
     // what the committed run of the chunk did (a run may be repeated: see Store.transaction)
@@ -96,14 +96,15 @@ export async function applyPlan(ctx: CoreContext, plan: PlanAction[], seen: Map<
       }
       return { outcomes, eventsOf };
     }, { fence });
+    const unsettled = new Set<string>();
     chunk.forEach((action, j) => {
       const outcome = run.outcomes[j];
       if (outcome === 'applied') result.applied++;
       else if (outcome === 'skipped') result.skipped++;
       if (outcome !== 'applied' || action.kind !== 'fail_placement') unsettled.add(action.processGuid);
     });
-    for (const [guid, n] of run.eventsOf) events.set(guid, (events.get(guid) ?? 0) + n);
+    for (const guid of unsettled) run.eventsOf.delete(guid);
+    onSettled?.(run.eventsOf);
   }
-  if (plan.length <= CHUNK) for (const [guid, n] of events) if (!unsettled.has(guid)) result.settled.set(guid, n);
   return result;
 }
