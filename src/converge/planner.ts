@@ -582,11 +582,12 @@ export function nextClockChange(snapshot: Snapshot): number {
   const claimTimeoutMs = snapshot.claimTimeoutMs ?? DEFAULT_CLAIM_TIMEOUT_MS;
   let next = Infinity;
   for (const c of snapshot.cells) if (cellAlive(c, snapshot.now)) next = Math.min(next, c.heartbeatAt + c.ttlMs + 1);
-  const desiredBy = new Map<string, DesiredLrpPlanInfo>();
-  for (const d of snapshot.desired) desiredBy.set(d.processGuid, d);
+  // only a CRASHED instance needs its LRP (its restart policy): most passes meet none
+  let desiredBy: Map<string, DesiredLrpPlanInfo> | undefined;
   for (const a of snapshot.actual) {
     if (a.stopRequested) continue;
     if (a.state === 'CRASHED') {
+      desiredBy ??= new Map(snapshot.desired.map((d) => [d.processGuid, d]));
       const d = desiredBy.get(a.actualLrpKey.processGuid);
       const p = d && restartPolicyFor(d.restart, a.crashReason, policy);
       if (p && a.crashCount < p.maxRestarts) next = Math.min(next, a.since + restartDelayMs(a.crashCount, p));
