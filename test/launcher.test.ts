@@ -52,8 +52,10 @@ describe('the drover command (bin/drover)', () => {
       const m = /\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/.exec(smaps);
       return Number(m?.[1] ?? NaN);
     };
+    // Idle start-up frees 1.2-1.5 MiB of it; without the trim the heap does not move at all, so a
+    // quarter of a MiB tells the two apart without hanging on how much start-up left behind.
     const started = heapKb();
-    await waitFor(() => (heapKb() < started - 1024 ? true : undefined), 'the C heap to shrink by 1 MiB', 5000, 100);
+    await waitFor(() => (heapKb() < started - 256 ? true : undefined), 'the C heap to shrink by 256 KiB', 10_000, 100);
     await killCli(c);
   });
 
