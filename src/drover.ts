@@ -16,6 +16,7 @@ import { LocalControlPlane } from './agent/local-control-plane.js';
 import { join as joinPath } from 'node:path';
 import { DEFAULT_TOPIC_PREFIX, startMqttInterface, type MqttInterface } from './api/mqtt/locks.js';
 import { watchServices } from './core/services.js';
+import { keepEventLog } from './core/event-log.js';
 import { RateLimiter } from './core/limits.js';
 import { MAX_INSTANCES } from './model/validate.js';
 // GENI (PKI, XML signatures) and MANO (AMQP client) are loaded only when enabled.
@@ -79,6 +80,10 @@ export interface DroverOptions {
   replicaId?: string;
   /** PostgreSQL: how long the leader lease lasts without renewal */
   leaseMs: number;
+  /** how long the event log keeps events (ms); 0 keeps them all */
+  eventRetentionMs: number;
+  /** how often the leader prunes the event log */
+  eventPruneIntervalMs: number;
   /** PostgreSQL: how often the lease is renewed or tried (default: leaseMs / 3) */
   leaseRenewMs?: number;
 }
@@ -105,6 +110,8 @@ export const DEFAULT_OPTIONS: DroverOptions = {
   amqpAppId: DEFAULT_APP_ID,
   manoReadyTimeoutMs: DEFAULT_READY_TIMEOUT_MS,
   leaseMs: DEFAULT_LEASE_MS,
+  eventRetentionMs: 24 * 60 * 60 * 1000,
+  eventPruneIntervalMs: 60 * 1000,
 };
 
 export interface RunningDrover {
@@ -188,6 +195,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
     if (leading) convergence.trigger();
   });
   await leader.start();
+  const stopPruning = keepEventLog(ctx, { retentionMs: options.eventRetentionMs, intervalMs: options.eventPruneIntervalMs, isLeader: () => leader.isLeader(), fence: () => leader.fence() });
   // The in-process agent calls the core directly, as the principal its token names; remote agents use HTTP.
   const agent = options.agent
     ? new CellAgent(
@@ -241,6 +249,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
       await geni?.close();
       await amqp?.close();
       convergence.stop();
+      await stopPruning();
       await leader.stop();
       await watcherChange;
       await stopWatchingServices?.();

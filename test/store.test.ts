@@ -236,6 +236,25 @@ for (const fixture of storeFixtures()) {
       assert.equal(await store.lastEventId(), last);
     });
 
+    it('deletes the oldest events written before a time, at most a batch of them', async () => {
+      const earlier = (await store.listEvents(0, 100_000)).length;
+      const at = [100, 101, 102, 105, 103, 106, 107];
+      const last = await store.transaction((tx) => tx.appendEvents(at.map((t, n) => ({ type: 'actual_lrp_created' as const, payload: { n }, at: t }))));
+      const remaining = async () => (await store.listEvents(0, 100)).map((e) => e.at);
+      // a batch of exactly the earlier tests' events (the oldest), whenever they were written
+      assert.equal(await store.transaction((tx) => tx.deleteEventsBefore(Number.MAX_SAFE_INTEGER, earlier)), earlier);
+      assert.deepEqual(await remaining(), at);
+      assert.equal(await store.transaction((tx) => tx.deleteEventsBefore(100, 1000)), 0);
+      // before 104, in a batch of two: 102 is not in it
+      assert.equal(await store.transaction((tx) => tx.deleteEventsBefore(104, 2)), 2);
+      assert.deepEqual(await remaining(), [102, 105, 103, 106, 107]);
+      // in a batch of three, 105 (a clock ahead) stays and 103 after it goes
+      assert.equal(await store.transaction((tx) => tx.deleteEventsBefore(104, 3)), 2);
+      assert.deepEqual(await remaining(), [105, 106, 107]);
+      assert.equal(await store.oldestEventAt(), 105);
+      assert.equal(await store.lastEventId(), last);
+    });
+
     it('upserts cells and services', async () => {
       const cell = { cellId: 'c1', repAddress: '', zone: 'z', site: 's', sections: ['x'], placementTags: [], capacity: { memoryMb: 1, diskMb: 1, containers: 1 }, heartbeatAt: 5, ttlMs: 10 };
       await store.transaction((tx) => tx.upsertCell(cell));

@@ -23,11 +23,13 @@ const geniCommands = () => import('./geni.js');
 
 const flag = (spec: string, description: string, env: string) => new Option(spec, description).env(`DROVER_${env}`);
 
-function positiveInt(value: string, flagName: string): number {
+function integerAtLeast(min: number, value: string, flagName: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flagName} must be a positive integer, got ${value}`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${flagName} must be ${min === 1 ? 'a positive integer' : `an integer >= ${min}`}, got ${value}`);
   return n;
 }
+
+const positiveInt = (value: string, flagName: string) => integerAtLeast(1, value, flagName);
 
 function nonNegativeNumber(value: string, flagName: string): number {
   const n = Number(value);
@@ -71,6 +73,7 @@ program
   .addOption(flag('--replica-id <id>', 'this replica in leader election and /status (default: hostname-pid)', 'REPLICA_ID'))
   .addOption(flag('--lease-ms <ms>', 'PostgreSQL: leader lease duration', 'LEASE_MS').default(String(DEFAULT_OPTIONS.leaseMs)))
   .addOption(flag('--lease-renew-ms <ms>', 'PostgreSQL: leader lease renewal interval (default: lease / 3)', 'LEASE_RENEW_MS'))
+  .addOption(flag('--event-retention-ms <ms>', 'how long the event log (SSE resume, metrics) keeps events; 0 keeps them all', 'EVENT_RETENTION_MS').default(String(DEFAULT_OPTIONS.eventRetentionMs)))
   .action(async (o) => {
     const log = pino({ level: o.logLevel });
     const drover = await startDrover(
@@ -108,6 +111,7 @@ program
         replicaId: o.replicaId,
         leaseMs: positiveInt(o.leaseMs, '--lease-ms'),
         leaseRenewMs: o.leaseRenewMs === undefined ? undefined : positiveInt(o.leaseRenewMs, '--lease-renew-ms'),
+        eventRetentionMs: integerAtLeast(0, o.eventRetentionMs, '--event-retention-ms'),
       },
       log,
     );

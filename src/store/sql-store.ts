@@ -360,6 +360,17 @@ class SqlQueries implements StoreTx {
     return rows.map((r) => ({ id: Number(r.id), type: r.type as EventType, at: Number(r.at), payload: eventPayload(r.payload) }));
   }
 
+  async oldestEventAt() {
+    const [row] = await this.rows(this.db.selectFrom('events').select('at').orderBy('id').limit(1));
+    return row ? Number(row.at) : undefined;
+  }
+
+  async deleteEventsBefore(at: number, limit: number) {
+    const oldest = this.db.selectFrom('events').select('id').orderBy('id').limit(limit);
+    const result = await this.db.deleteFrom('events').where('id', 'in', oldest).where('at', '<', at).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
   async lastEventId() {
     const [row] = await this.rows(this.db.selectFrom('events').select((eb) => eb.fn.max('id').as('id')));
     return Number(row?.id ?? 0);

@@ -56,6 +56,8 @@ export interface StoreReads {
   /** events with id > afterId, oldest first */
   listEvents(afterId: number, limit: number): Promise<DroverEvent[]>;
   lastEventId(): Promise<number>;
+  /** when the oldest event still in the log was written (ms); undefined for an empty log */
+  oldestEventAt(): Promise<number | undefined>;
   /** live locks (expiresAt > now) matching the filter; `count` counts all matches, `entries` one page (all when no page) */
   queryLocks(filter: LockFilter, page: LockPage | undefined, now: number): Promise<LockList>;
   /** an attachment's bytes by their SHA-256 (hex) */
@@ -80,6 +82,11 @@ export interface StoreTx extends StoreReads {
   deleteService(id: string): Promise<void>;
   /** appends events in this order; the id of the last one */
   appendEvents(events: NewEvent[]): Promise<number>;
+  /**
+   * Deletes, of the `limit` oldest events (by id), those written before `at`; how many. An
+   * event at or after `at` among them stays (replicas' clocks may differ a little).
+   */
+  deleteEventsBefore(at: number, limit: number): Promise<number>;
   /** fails with `exists` when one of the service instances already has a lock row */
   insertLocks(locks: NewLock[]): Promise<Lock[]>;
   /** deletes the management locks (no orchestration job) of `owner` on those instances */
