@@ -4,6 +4,7 @@
 // so the leader deletes the events older than the retention, oldest first.
 
 import type { LeaseFence } from '../store/lease.js';
+import { coalesced } from './coalesced.js';
 import type { CoreContext } from './context.js';
 
 /** events deleted per transaction: SQLite's one writer is held for milliseconds, not seconds */
@@ -39,25 +40,22 @@ export interface EventRetention {
 /** Prunes the log now and every `intervalMs` while leading; returns the stop function. */
 export function keepEventLog(ctx: CoreContext, opts: EventRetention): () => Promise<void> {
   if (opts.retentionMs === 0) return async () => {};
-  let running = Promise.resolve();
-  let busy = false;
-  const prune = () => {
-    if (busy || !opts.isLeader()) return;
-    busy = true;
-    running = pruneEventLog(ctx, opts.retentionMs, opts.fence())
-      .then((n) => {
-        if (n) ctx.log.debug({ deleted: n }, 'event log pruned');
-      })
-      .catch((e) => ctx.log.warn({ err: (e as Error).message }, 'event log not pruned; trying again later'))
-      .finally(() => {
-        busy = false;
-      });
-  };
-  const timer = setInterval(prune, opts.intervalMs);
+  let stopped = false;
+  const pass = coalesced(async () => {
+    if (stopped || !opts.isLeader()) return;
+    try {
+      const deleted = await pruneEventLog(ctx, opts.retentionMs, opts.fence());
+      if (deleted) ctx.log.debug({ deleted }, 'event log pruned');
+    } catch (e) {
+      ctx.log.warn({ err: (e as Error).message }, 'event log not pruned; trying again later');
+    }
+  });
+  const timer = setInterval(pass.trigger, opts.intervalMs);
   timer.unref();
-  prune();
+  pass.trigger();
   return async () => {
+    stopped = true;
     clearInterval(timer);
-    await running;
+    await pass.idle();
   };
 }

@@ -17,6 +17,7 @@ import { applyUpdate, insertDesiredLrp, reconcileInstances } from './desired-lrp
 import { requireUnlocked } from './guards.js';
 import { stopActualLrp } from './actual-lrps.js';
 import type { LeaseFence } from '../store/lease.js';
+import { coalesced } from './coalesced.js';
 
 export interface ServiceSpec {
   /** chosen by the caller when it must be stable (e.g. derived from a request id); random otherwise */
@@ -304,29 +305,6 @@ export async function settleServices(ctx: CoreContext, fence?: LeaseFence): Prom
     for (const guid of stillSettling) settling.add(guid);
   }
   return settling;
-}
-
-/**
- * Runs `fn` (which handles its own errors) when triggered, never two at once; triggers
- * during a run cause one more run. `idle()` resolves when no run is in flight.
- */
-function coalesced(fn: () => Promise<void>) {
-  let current: Promise<void> | undefined;
-  let again = false;
-  const trigger = (): void => {
-    if (current) {
-      again = true;
-      return;
-    }
-    current = fn().finally(() => {
-      current = undefined;
-      if (again) {
-        again = false;
-        trigger();
-      }
-    });
-  };
-  return { trigger, running: () => current !== undefined, idle: () => current ?? Promise.resolve() };
 }
 
 /**
