@@ -2,7 +2,7 @@
 
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { EventBus, type CoreContext } from './core/context.js';
 import { Identities } from './core/identities.js';
@@ -61,6 +61,8 @@ export interface DroverOptions {
   mqttTlsKey?: string;
   /** the Arrowhead base topic; the lock topics are `<prefix>/orchestration/management/lock/...` */
   mqttTopicPrefix: string;
+  /** PEM CA bundle that the client certificates of Arrowhead's certificate policy must be issued by */
+  arrowheadCa?: string;
   amqp?: string;
   /** the MANO topic exchange */
   amqpExchange: string;
@@ -161,6 +163,7 @@ export async function startDrover(partial: Partial<DroverOptions>, log: Logger =
   const dataDir = resolve(options.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const identities = options.auth ? Identities.fromFile(options.auth) : Identities.openMode();
+  if (options.arrowheadCa) identities.trustAuthorities(readFileSync(options.arrowheadCa, 'utf8'));
   if (identities.open) log.warn('no --auth file: open mode, every caller is an operator');
   const store = await openStore(options.store, dataDir);
   const rate = new RateLimiter({ perSecond: options.rateLimit, burst: options.rateBurst ?? Math.max(1, Math.ceil(options.rateLimit)) });

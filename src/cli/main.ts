@@ -61,6 +61,7 @@ program
   .addOption(flag('--mqtt-tls-cert <file>', 'PEM certificate (chain) of the embedded MQTTS listener', 'MQTT_TLS_CERT'))
   .addOption(flag('--mqtt-tls-key <file>', 'PEM private key of the embedded MQTTS listener', 'MQTT_TLS_KEY'))
   .addOption(flag('--mqtt-topic-prefix <prefix>', 'Arrowhead base topic of the lock topics', 'MQTT_TOPIC_PREFIX').default(DEFAULT_OPTIONS.mqttTopicPrefix))
+  .addOption(flag('--arrowhead-ca <file>', 'Arrowhead locks: PEM CA bundle that client certificates sent as authentication info must be issued by', 'ARROWHEAD_CA'))
   .addOption(flag('--amqp <url>', 'RabbitMQ URL (MANO lifecycle)', 'AMQP'))
   .addOption(flag('--amqp-exchange <name>', 'MANO topic exchange', 'AMQP_EXCHANGE').default(DEFAULT_OPTIONS.amqpExchange))
   .addOption(flag('--amqp-app-id <id>', "Drover's app_id on the MANO bus", 'AMQP_APP_ID').default(DEFAULT_OPTIONS.amqpAppId))
@@ -99,6 +100,7 @@ program
         mqttTlsCert: o.mqttTlsCert,
         mqttTlsKey: o.mqttTlsKey,
         mqttTopicPrefix: o.mqttTopicPrefix,
+        arrowheadCa: o.arrowheadCa,
         amqp: o.amqp,
         amqpExchange: o.amqpExchange,
         amqpAppId: o.amqpAppId,

@@ -36,7 +36,7 @@ export function registerLockRoutes(app: FastifyInstance, ctx: CoreContext, ident
         const header = request.headers.authorization;
         const credential = header?.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
         try {
-          const p = authenticated(identifyCaller(identities, credential));
+          const p = authenticated(identifyCaller(identities, credential, ctx.now()));
           takeRequestToken(ctx, p);
           const body = await run(p, request);
           return reply.code(status).type('application/json').send(body === undefined ? '' : JSON.stringify(body));

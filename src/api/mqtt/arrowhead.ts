@@ -1,6 +1,7 @@
 // What the Arrowhead lock interfaces share over MQTT and HTTP: who the caller is (from its
 // Arrowhead authentication info) and the ErrorResponse every failure is answered with.
 
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { DroverError, fail, type ErrorKind } from '../../model/errors.js';
 import type { Principal } from '../../model/principal.js';
@@ -25,14 +26,41 @@ export interface Caller {
 const SYSTEM = 'SYSTEM//';
 const IDENTITY_TOKEN = 'IDENTITY-TOKEN//';
 
+/** base64 long enough to hold a PEM certificate (a short token never decodes to one) */
+const BASE64 = /^[A-Za-z0-9+/\r\n]{200,}={0,2}$/;
+
 /**
- * Arrowhead authentication info is `<PREFIX>//<value>`. A principal's `mqtt` credentials in
- * the --auth file are whole strings: listing `SYSTEM//Name` lets that system declare itself,
- * `IDENTITY-TOKEN//t` accepts a token. An identity token may also be the principal's HTTP
- * bearer token, so one secret serves both interfaces.
+ * The client certificate of Arrowhead's certificate policy, which sends the certificate
+ * itself as the authentication info: a PEM text, base64-encoded. Undefined when `auth` is not
+ * one (a token, say); 'invalid' when it is one but does not parse.
  */
-export function identifyCaller(identities: Identities, authentication: unknown): Caller {
+function certificateIn(auth: string): X509Certificate | 'invalid' | undefined {
+  if (!BASE64.test(auth)) return undefined;
+  const pem = Buffer.from(auth, 'base64').toString('latin1');
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) return undefined;
+  try {
+    return new X509Certificate(pem);
+  } catch {
+    return 'invalid';
+  }
+}
+
+/**
+ * Arrowhead authentication info is `<PREFIX>//<value>`, or under the certificate policy a
+ * base64 PEM client certificate. A principal's `mqtt` credentials in the --auth file are
+ * whole strings: listing `SYSTEM//Name` lets that system declare itself, `IDENTITY-TOKEN//t`
+ * accepts a token. An identity token may also be the principal's HTTP bearer token, so one
+ * secret serves both interfaces. A certificate identifies the principal listing
+ * `CN=<its common name>` under `certSubjects`, once it checks out against the trusted CAs.
+ */
+export function identifyCaller(identities: Identities, authentication: unknown, now: number): Caller {
   const auth = typeof authentication === 'string' ? authentication.trim() : '';
+  const cert = certificateIn(auth);
+  if (cert === 'invalid') return { receiver: '', problem: 'Invalid authentication key has been provided' };
+  if (cert) {
+    const { commonName, principal, problem } = identities.resolveCertificate(cert, now);
+    return { principal, receiver: principal && !identities.open ? principal.name : commonName, problem: problem ?? '' };
+  }
   const declared = auth.startsWith(SYSTEM) ? auth.slice(SYSTEM.length) : undefined;
   const token = declared !== undefined ? undefined : auth.startsWith(IDENTITY_TOKEN) ? auth.slice(IDENTITY_TOKEN.length) : auth;
   const principal = identities.resolve('mqtt', auth || undefined) ?? identities.resolve('tokens', token || undefined);

@@ -102,7 +102,7 @@ export async function startMqttInterface(ctx: CoreContext, identities: Identitie
       log.warn({ topic }, 'dropped an MQTT request without a usable responseTopic: there is nowhere to answer');
       return;
     }
-    const caller = identifyCaller(identities, request.authentication);
+    const caller = identifyCaller(identities, request.authentication, ctx.now());
     let status = op.status;
     let payload: object | undefined;
     try {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { CoreContext } from '../../core/context.js';
 import type { Identities } from '../../core/identities.js';
 import { ensurePki, type Pki } from '../../pki/ca.js';
+import { splitPemBundle } from '../../pki/pem.js';
 import { DEFAULT_GENI_OPTIONS, GeniAm, type GeniAmOptions } from './geni.js';
 import { startXmlRpcServer } from './server.js';
 
@@ -31,11 +32,6 @@ export interface GeniInterface {
 }
 
 export { DEFAULT_GENI_LISTEN } from './defaults.js';
-
-/** The certificates of a PEM bundle, each as its own PEM text. */
-export function splitPemBundle(pem: string): string[] {
-  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-}
 
 async function pkiOf(o: GeniInterfaceOptions): Promise<Pki> {
   const given = [o.tlsCert, o.tlsKey, o.tlsCa].filter(Boolean).length;
